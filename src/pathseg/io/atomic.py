@@ -1,0 +1,81 @@
+"""Atomic file and directory writes: write to a temporary name, then rename.
+
+Nothing half-written is ever left under the final name, even when the process is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    Args:
+        path: The final file name.
+        suffix: Suffix of the temporary file (default: that of ``path``, so writers that infer the format from
+            the extension keep working).
+
+    Yields:
+        The temporary path to write to.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.name}.", suffix=final.suffix if suffix is None else suffix, dir=final.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def staging_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name and move it to ``path`` only if the block succeeds.
+
+    On any exception the temporary directory is removed, so no partial output directory is left.
+
+    Args:
+        path: The final directory; it must not exist unless ``overwrite`` is true.
+        overwrite: Replace an existing directory at ``path``.
+
+    Yields:
+        The temporary directory to fill.
+    """
+    from pathseg.errors import PathsegError
+
+    final = Path(path)
+    if final.exists() and not overwrite:
+        raise PathsegError("output directory exists already (choose another --out or pass --overwrite)", final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
