@@ -30,7 +30,7 @@ def all_commands() -> list[Command]:
 
 
 def _usage(commands: list[Command]) -> str:
-    width = max(len(c.name) for c in commands) + 2
+    width = max((len(c.name) for c in commands), default=8) + 2
     lines = [
         f"pathseg {__version__}: label-efficient segmentation for computational pathology",
         "",
