@@ -151,3 +151,35 @@ def instance_path(root: str | os.PathLike[str], split: str, sample_id: str) -> P
 def labels_path(root: str | os.PathLike[str], split: str) -> Path:
     """Path of a split's ``labels.csv``."""
     return Path(root) / split / "labels.csv"
+
+
+def read_labels_csv(path: str | os.PathLike[str]) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Read a ``labels.csv``: its header and its rows by id.
+
+    Returns:
+        The column names (the first is ``id``) and ``{id: {column: value}}`` in file order.
+
+    Raises:
+        DataError: The file is missing, has no ``id`` column first, or repeats an id (names the file and line).
+    """
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("labels.csv not found", p)
+    with p.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or not rows[0] or rows[0][0].strip() != "id":
+        raise DataError("labels.csv must start with a header whose first column is 'id'", p)
+    header = [h.strip() for h in rows[0]]
+    out: dict[str, dict[str, str]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"line {line}: expected {len(header)} columns, got {len(row)}", p)
+        sample_id = row[0].strip()
+        if sample_id in out:
+            raise DataError(f"line {line}: id '{sample_id}' is repeated", p)
+        out[sample_id] = {h: v.strip() for h, v in zip(header[1:], row[1:])}
+    return header, out

@@ -1,0 +1,23 @@
+"""``pathseg data ...`` commands: check, convert, split, subset, patchify."""
+
+from pathseg.cli.command import Command
+
+COMMANDS = [
+    Command(name="data check", config="pathseg.data.check:CheckConfig", run="pathseg.data.check:check_command",
+            help="validate a data set in the canonical layout and print its statistics",
+            example="pathseg data check data/glas"),
+    Command(name="data convert", config="pathseg.data.convert.base:ConvertConfig",
+            run="pathseg.data.convert:convert_command",
+            help="convert a public data set release into the canonical layout",
+            example="pathseg data convert glas ../shared/data/glas --out data/glas"),
+    Command(name="data split", config="pathseg.data.split:SplitConfig", run="pathseg.data.split:split_command",
+            help="hold out a validation set as id lists (no images copied)",
+            example="pathseg data split data/glas --val 0.1 --seed 0 --from train"),
+    Command(name="data subset", config="pathseg.data.split:SubsetConfig", run="pathseg.data.split:subset_command",
+            help="write a label-fraction subset of a split as an id list (nested across fractions)",
+            example="pathseg data subset data/glas --fraction 0.1 --seed 0 --split train"),
+    Command(name="data patchify", config="pathseg.data.patchify:PatchifyConfig",
+            run="pathseg.data.patchify:patchify_command",
+            help="cut a segmentation data set into patches with image-level (patch) labels",
+            example="pathseg data patchify data/glas --size 224 --min-fraction 0.05 --out data/glas_patches"),
+]

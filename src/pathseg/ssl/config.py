@@ -1,0 +1,181 @@
+"""Typed configuration of ``pathseg pretrain`` and ``pathseg export`` (light: no torch import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pathseg.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule.
+
+    Args:
+        name: ``sgd`` (MoCo/DenseCL: momentum 0.9) or ``adamw``.
+        lr: Peak learning rate (MoCo v2: 0.03 for a batch of 256).
+        weight_decay: Weight decay (1e-4).
+        momentum: SGD momentum.
+        warmup_epochs: Linear warm-up length in epochs (fractions allowed).
+        cosine: Cosine decay to 0 after the warm-up (else constant).
+    """
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.03
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 0.0
+    cosine: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning trainer settings (see docs/pretraining.md for multi-GPU and multi-node).
+
+    Args:
+        max_epochs: Epochs (ignored when ``max_steps`` > 0).
+        max_steps: Optimiser steps (-1: use ``max_epochs``).
+        accelerator: ``auto``, ``cpu``, ``gpu``...
+        devices: ``auto``, a count (``"4"``) or a list (``"0,1"``).
+        num_nodes: Machines.
+        strategy: ``auto``, ``ddp``, ``ddp_spawn``, ``ddp_find_unused_parameters_true``...
+        precision: ``32-true``, ``16-mixed`` (AMP on GPU), ``bf16-mixed``.
+        accumulate_grad_batches: Gradient accumulation.
+        log_every_n_steps: Logging interval.
+        deterministic: ``torch.use_deterministic_algorithms`` (exact reproducibility, slower on GPU).
+        sync_batchnorm: Convert BatchNorm to SyncBatchNorm under DDP (GPU).
+        gradient_clip_val: Clip gradients by norm (0: off).
+        progress_bar: Show Lightning's progress bar.
+    """
+
+    max_epochs: int = 200
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 50
+    deterministic: bool = False
+    sync_batchnorm: bool = False
+    gradient_clip_val: float = 0.0
+    progress_bar: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpointing: ``RUN/checkpoints/last.ckpt`` every ``every_n_steps`` and at the end of each epoch.
+
+    Args:
+        every_n_steps: Steps between updates of ``last.ckpt`` (0: end of epochs only).
+        keep_every_n_epochs: Also keep ``epoch=E.ckpt`` every that many epochs (0: none).
+    """
+
+    every_n_steps: int = 500
+    keep_every_n_epochs: int = 0
+
+
+@dataclass
+class MonitorConfig:
+    """Optional online kNN monitor on a small labelled classification data set (canonical layout).
+
+    Args:
+        data: Data set directory with ``labels.csv`` per split ("" disables the monitor).
+        train_split: Split whose features form the kNN memory.
+        val_split: Split that is classified.
+        k: Neighbours.
+        temperature: Weighting temperature of the votes (as in InstDisc / DINO kNN).
+        every_n_epochs: Evaluation interval.
+        max_images: At most this many images per split.
+        image_size: Images are resized to this size.
+    """
+
+    data: str = ""
+    train_split: str = "train"
+    val_split: str = "test"
+    k: int = 20
+    temperature: float = 0.07
+    every_n_epochs: int = 1
+    max_images: int = 1000
+    image_size: int = 224
+
+
+@dataclass
+class PretrainConfig:
+    """Self-supervised pretraining of a backbone with a registered method (mocov2, densecl, ...).
+
+    Args:
+        method: Method name (``pathseg pretrain --list-methods`` is not needed: see docs/pretraining.md).
+        data: Canonical data set directory (images of all splits) or a tile index ``tiles.csv``.
+        out: Run directory.
+        backbone: timm name of the backbone.
+        splits: Splits of the data set to use (empty: all).
+        seed: Seed of everything (weights, data order, augmentation).
+        crop_size: Side of the training views.
+        region_size: Cut a random region of this size from each image before the views (0: whole image).
+        batch_size: Batch size per device.
+        num_workers: DataLoader workers per device.
+        mean: Normalisation mean written into the exported encoder.
+        std: Normalisation std.
+        resume: Continue from ``OUT/checkpoints/last.ckpt`` when it exists.
+        resume_from: Continue from this checkpoint.
+        overwrite: Allow an existing ``OUT`` without ``--resume`` (its checkpoints are replaced).
+        method_args: The method's own hyper-parameters (validated against its config dataclass).
+        optim: Optimiser and schedule.
+        trainer: Lightning trainer settings.
+        checkpoint: Checkpoint frequency.
+        monitor: Optional kNN monitor.
+    """
+
+    method: str = field(default="mocov2", metadata={"help": "pretraining method (mocov2, densecl, ...)"})
+    data: str = field(default="", metadata={"help": "data set directory or tiles.csv"})
+    out: str = field(default="", metadata={"help": "run directory"})
+    backbone: str = field(default="resnet50", metadata={"help": "timm backbone name"})
+    splits: list[str] = field(default_factory=list, metadata={"help": "splits to use (default: all)"})
+    seed: int = 0
+    crop_size: int = 224
+    region_size: int = 0
+    batch_size: int = 256
+    num_workers: int = 4
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoints/last.ckpt"})
+    resume_from: str = ""
+    overwrite: bool = False
+    method_args: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+    def validate(self) -> None:
+        """Check sizes (the method's arguments are checked when the run starts)."""
+        if self.crop_size < 8 or self.batch_size < 1 or self.num_workers < 0:
+            raise ConfigError("need crop_size >= 8, batch_size >= 1, num_workers >= 0")
+        if self.trainer.max_steps <= 0 and self.trainer.max_epochs <= 0:
+            raise ConfigError("set trainer.max_epochs or trainer.max_steps")
+
+
+@dataclass
+class ExportConfig:
+    """Write the backbone of a pretraining run as an encoder file (safetensors + timm name and normalisation).
+
+    Args:
+        run: The pretraining run directory.
+        out: Output ``.safetensors`` file.
+        checkpoint: Checkpoint to export (default: ``RUN/checkpoints/last.ckpt``).
+    """
+
+    run: str = field(default="", metadata={"positional": True, "help": "pretraining run directory"})
+    out: str = field(default="", metadata={"help": "output encoder file (.safetensors)"})
+    checkpoint: str = field(default="", metadata={"help": "checkpoint (default: RUN/checkpoints/last.ckpt)"})
+
+    def validate(self) -> None:
+        """``out`` must be a .safetensors path."""
+        if self.out and not self.out.endswith(".safetensors"):
+            raise ConfigError("--out must end with .safetensors")

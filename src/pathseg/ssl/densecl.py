@@ -1,0 +1,168 @@
+"""DenseCL (Wang et al., 2021): MoCo v2 plus a dense projection head, a second queue and a dense InfoNCE term.
+
+For every location of the query's dense projection, the positive key is the key location whose *backbone* feature is
+most similar (cosine, argmax); negatives come from a queue of pooled dense key projections. The total loss is
+``(1 - λ) · L_global + λ · L_dense`` with λ = 0.5 and τ = 0.2 for both terms. CNN backbones only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pathseg.data.augment import ViewConfig, two_views
+from pathseg.errors import ConfigError
+from pathseg.models import create_encoder
+from pathseg.ssl.api import METHODS, BuildContext, MethodSpec
+from pathseg.ssl.base import ConvHead, MLPHead, Queue, SSLMethod, ema_update, gather_nograd, momentum_copy
+from pathseg.ssl.losses import QueueInfoNCE
+
+
+@dataclass
+class DenseCLConfig:
+    """Hyper-parameters of DenseCL.
+
+    Args:
+        queue_size: Length of each of the two queues (65,536).
+        momentum: Key-encoder momentum (0.999).
+        temperature: τ of both InfoNCE terms (0.2).
+        loss_lambda: Weight λ of the dense term (0.5).
+        proj_dim: Embedding size of both heads (128).
+        hidden_dim: Hidden width of both heads (0: the backbone's feature size).
+        views: Augmentation of the two views.
+    """
+
+    queue_size: int = 65536
+    momentum: float = 0.999
+    temperature: float = 0.2
+    loss_lambda: float = 0.5
+    proj_dim: int = 128
+    hidden_dim: int = 0
+    views: ViewConfig = field(default_factory=ViewConfig)
+
+    def validate(self) -> None:
+        """Check ranges."""
+        if not 0 <= self.loss_lambda <= 1 or self.queue_size < 1 or self.temperature <= 0:
+            raise ConfigError("densecl: need 0 <= loss_lambda <= 1, queue_size >= 1, temperature > 0")
+
+
+def dense_positives(q_feat: Tensor, k_feat: Tensor, k_proj: Tensor) -> Tensor:
+    """For each query location, the key projection at the most similar key location (backbone-feature cosine).
+
+    Args:
+        q_feat: Query backbone features ``[N, C, S]`` (S = H·W).
+        k_feat: Key backbone features ``[N, C, S]``.
+        k_proj: Key dense projections ``[N, D, S]``, L2-normalised.
+
+    Returns:
+        ``[N, D, S]``: column ``s`` holds the key projection matched to query location ``s``.
+    """
+    sim = torch.einsum("ncs,nct->nst", F.normalize(q_feat, dim=1), F.normalize(k_feat, dim=1))
+    idx = sim.argmax(dim=2)  # [N, S]
+    return torch.gather(k_proj, 2, idx.unsqueeze(1).expand(-1, k_proj.shape[1], -1))
+
+
+class DenseCLLoss(nn.Module):
+    """``(1 - λ) · InfoNCE(q, k, queue) + λ · InfoNCE(q_dense, k_dense_matched, queue_dense)``.
+
+    Args:
+        temperature: τ of both terms.
+        loss_lambda: λ.
+
+    Shapes:
+        q, k: ``[N, D]`` normalised global embeddings; queue: ``[K, D]``.
+        q_dense, k_matched: ``[N, D, S]`` normalised dense embeddings; queue_dense: ``[K, D]``.
+        output: dict with scalars ``loss``, ``loss_global``, ``loss_dense``.
+    """
+
+    def __init__(self, temperature: float = 0.2, loss_lambda: float = 0.5) -> None:
+        super().__init__()
+        self.nce = QueueInfoNCE(temperature)
+        self.loss_lambda = loss_lambda
+
+    def forward(self, q: Tensor, k: Tensor, queue: Tensor, q_dense: Tensor, k_matched: Tensor,
+                queue_dense: Tensor) -> dict[str, Tensor]:
+        """The weighted sum and both terms."""
+        d = q_dense.shape[1]
+        qd = q_dense.permute(0, 2, 1).reshape(-1, d)
+        kd = k_matched.permute(0, 2, 1).reshape(-1, d)
+        lg = self.nce(q, k, queue)
+        ld = self.nce(qd, kd, queue_dense)
+        return {"loss": (1 - self.loss_lambda) * lg + self.loss_lambda * ld, "loss_global": lg, "loss_dense": ld}
+
+
+class DenseCL(SSLMethod):
+    """DenseCL model: backbone, global MLP head and dense 1×1-conv head, their momentum copies and two queues.
+
+    Args:
+        backbone: timm name of a CNN.
+        queue_size: Length of each queue.
+        momentum: Key-encoder momentum.
+        temperature: τ.
+        loss_lambda: λ.
+        proj_dim: Embedding size.
+        hidden_dim: Hidden width of the heads (0: backbone feature size).
+    """
+
+    def __init__(self, backbone: str, queue_size: int = 65536, momentum: float = 0.999, temperature: float = 0.2,
+                 loss_lambda: float = 0.5, proj_dim: int = 128, hidden_dim: int = 0) -> None:
+        super().__init__()
+        if backbone.startswith(("vit", "deit", "eva", "beit")):
+            raise ConfigError(f"densecl needs a CNN backbone with a feature map, not '{backbone}'")
+        self.timm_name = backbone
+        self.backbone = create_encoder(backbone)
+        dim = int(self.backbone.num_features)  # type: ignore[arg-type]
+        hidden = hidden_dim or dim
+        self.head = MLPHead(dim, hidden, proj_dim)
+        self.dense_head = ConvHead(dim, hidden, proj_dim)
+        self.key_backbone = momentum_copy(self.backbone)
+        self.key_head = momentum_copy(self.head)
+        self.key_dense_head = momentum_copy(self.dense_head)
+        self.queue = Queue(queue_size, proj_dim)
+        self.dense_queue = Queue(queue_size, proj_dim)
+        self.criterion = DenseCLLoss(temperature, loss_lambda)
+        self.momentum = momentum
+
+    def on_step_start(self, step: int, max_steps: int) -> None:
+        """Momentum update of the key backbone and both key heads."""
+        for key, query in ((self.key_backbone, self.backbone), (self.key_head, self.head),
+                           (self.key_dense_head, self.dense_head)):
+            ema_update(key, query, self.momentum)
+
+    def _forward(self, x: Tensor, backbone: nn.Module, head: nn.Module, dense_head: nn.Module
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+        fmap = backbone.forward_features(x)  # type: ignore[operator]
+        pooled = backbone.forward_head(fmap, pre_logits=True)  # type: ignore[operator]
+        g = F.normalize(head(pooled), dim=1)
+        dense = F.normalize(dense_head(fmap).flatten(2), dim=1)  # [N, D, S]
+        return g, dense, fmap.flatten(2)
+
+    def training_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """``batch["view1"]``, ``batch["view2"]``: ``[N, 3, H, W]``. Returns loss, loss_global, loss_dense."""
+        negatives, dense_negatives = self.queue.queue.clone().detach(), self.dense_queue.queue.clone().detach()
+        q, q_dense, q_feat = self._forward(batch["view1"], self.backbone, self.head, self.dense_head)
+        with torch.no_grad():
+            k, k_dense, k_feat = self._forward(batch["view2"], self.key_backbone, self.key_head, self.key_dense_head)
+            k_matched = dense_positives(q_feat.detach(), k_feat, k_dense)
+            k_pooled = F.normalize(k_dense.mean(dim=2), dim=1)
+        out = self.criterion(q, k, negatives, q_dense, k_matched, dense_negatives)
+        self.queue.enqueue(gather_nograd(k))
+        self.dense_queue.enqueue(gather_nograd(k_pooled))
+        return out
+
+
+def _build(cfg: DenseCLConfig, ctx: BuildContext) -> DenseCL:
+    return DenseCL(ctx.backbone, queue_size=cfg.queue_size, momentum=cfg.momentum, temperature=cfg.temperature,
+                   loss_lambda=cfg.loss_lambda, proj_dim=cfg.proj_dim, hidden_dim=cfg.hidden_dim)
+
+
+def _transform(cfg: DenseCLConfig, ctx: BuildContext) -> Any:
+    return two_views(cfg.views, ctx.crop_size, ctx.mean, ctx.std)
+
+
+METHODS.add("densecl", MethodSpec(DenseCLConfig, _build, _transform,
+                                  description="DenseCL: MoCo v2 + dense head, two queues, λ 0.5, τ 0.2"))

@@ -1,0 +1,133 @@
+"""The URL network (spec §2.1): a U-Net on a timm backbone with a global head and a dense head.
+
+- stage 1 uses ``encoder → GAP → Linear(C→128, no bias)`` (:meth:`URLNet.embed_global`);
+- stage 2 uses ``encoder (frozen, BatchNorm in eval mode) → U-Net decoder → 2× average pool →
+  Conv1×1(→64) → Conv1×1(→32)`` with no nonlinearity between the two convolutions (:meth:`URLNet.embed_dense`);
+- the joint variant uses both from one encoder pass (:meth:`URLNet.forward`).
+
+The U-Net is segmentation-models-pytorch's ``Unet`` with a ``tu-<timm name>`` encoder (the same model that
+``pathseg finetune`` builds with :func:`pathseg.models.create_segmentation_model`), so the exported encoder file
+of a stage-2 run (timm keys + ``decoder.*``) loads into it by name: encoder *and* decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def build_unet(encoder: str) -> nn.Module:
+    """The U-Net that fine-tuning builds (``create_segmentation_model("unet", ...)``), without its segmentation head."""
+    from pathseg.models import create_segmentation_model
+
+    unet = create_segmentation_model("unet", encoder, num_classes=1)
+    unet.segmentation_head = nn.Identity()
+    return unet
+
+
+def _freeze_bn(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+class URLNet(nn.Module):
+    """U-Net with URL's global and dense projection heads.
+
+    Args:
+        encoder: timm model name of the backbone (``resnet18``).
+        global_dim: Output size of the image-level head (128).
+        dense_dim: Channels of the dense embedding (32).
+        dense_hidden: Channels of the first 1×1 convolution of the dense head (64).
+        dense_stride: Average pooling of the decoder output before the dense head (2 → H/2, as in the spec).
+    """
+
+    def __init__(
+        self,
+        encoder: str = "resnet18",
+        global_dim: int = 128,
+        dense_dim: int = 32,
+        dense_hidden: int = 64,
+        dense_stride: int = 2,
+    ) -> None:
+        super().__init__()
+        self.encoder_name = encoder
+        self.unet = build_unet(encoder)
+        width = int(self.encoder.out_channels[-1])
+        self.global_head = nn.Linear(width, global_dim, bias=False)
+        self.dense_head = nn.Sequential(
+            nn.Conv2d(int(self.decoder.blocks[-1].conv2[0].out_channels), dense_hidden, 1), nn.Conv2d(dense_hidden, dense_dim, 1)
+        )
+        self.dense_stride = dense_stride
+        self.encoder_frozen = False
+        self.freeze_bn_stats = True
+
+    @property
+    def encoder(self) -> Any:
+        """The U-Net's encoder (smp ``TimmUniversalEncoder``)."""
+        return self.unet.encoder
+
+    @property
+    def decoder(self) -> Any:
+        """The U-Net's decoder."""
+        return self.unet.decoder
+
+    def freeze_encoder(self, bn_eval: bool = True) -> None:
+        """Stop gradients to the encoder; with ``bn_eval`` its BatchNorm statistics stay frozen too.
+
+        ``bn_eval=False`` is the original's behaviour (running statistics kept updating in stage 2).
+        """
+        self.encoder_frozen = True
+        self.freeze_bn_stats = bn_eval
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> URLNet:
+        """Like :meth:`nn.Module.train`, but a frozen encoder keeps its BatchNorm layers in eval mode."""
+        super().train(mode)
+        if self.encoder_frozen and self.freeze_bn_stats:
+            _freeze_bn(self.encoder)
+        return self
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Encoder feature pyramid (no gradient when the encoder is frozen)."""
+        if self.encoder_frozen:
+            with torch.no_grad():
+                return list(self.encoder(x))
+        return list(self.encoder(x))
+
+    def global_from(self, feats: list[Tensor]) -> Tensor:
+        """Image-level embedding ``[N, global_dim]`` from the deepest features."""
+        return self.global_head(feats[-1].mean(dim=(2, 3)))
+
+    def dense_from(self, feats: list[Tensor]) -> Tensor:
+        """Dense embedding ``[N, dense_dim, H/stride, W/stride]`` from the feature pyramid."""
+        out = self.decoder(feats)
+        if self.dense_stride > 1:
+            out = F.avg_pool2d(out, self.dense_stride)
+        return self.dense_head(out)
+
+    def embed_global(self, x: Tensor) -> Tensor:
+        """Stage 1: ``[N, 3, H, W]`` → ``[N, global_dim]``."""
+        return self.global_from(self.features(x))
+
+    def embed_dense(self, x: Tensor) -> Tensor:
+        """Stage 2: ``[N, 3, H, W]`` → ``[N, dense_dim, H/stride, W/stride]``."""
+        return self.dense_from(self.features(x))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Joint variant: (dense, global) embeddings from one encoder pass."""
+        feats = self.features(x)
+        return self.dense_from(feats), self.global_from(feats)
+
+    def export_state(self, with_decoder: bool) -> dict[str, Tensor]:
+        """Encoder tensors under the keys of ``timm.create_model(name, num_classes=0)`` (what every pathseg
+        encoder file holds), plus the U-Net decoder as ``decoder.*`` when ``with_decoder``."""
+        state = {k: v.detach().cpu().clone() for k, v in self.encoder.model.state_dict().items()}
+        if with_decoder:
+            state.update({f"decoder.{k}": v.detach().cpu().clone() for k, v in self.decoder.state_dict().items()})
+        return state

@@ -1,0 +1,66 @@
+"""Registers URL as pretraining method ``url`` (imported by :func:`pathseg.ssl.load_methods`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pathseg.errors import ConfigError, DataError
+from pathseg.ssl.api import METHODS, BuildContext, MethodSpec
+from pathseg.ssl.url.config import URLConfig
+
+
+def build_model(cfg: URLConfig, ctx: BuildContext) -> Any:
+    """The :class:`~pathseg.ssl.url.method.URLMethod` of ``cfg.stage`` (stage 2 loads the stage-1 encoder)."""
+    from pathseg.ssl.url.method import URLMethod, stage1_weights
+
+    cfg.check_start()
+    if ctx.crop_size % 32:
+        raise ConfigError(f"url: crop_size must be a multiple of 32 (the U-Net's stride), got {ctx.crop_size}")
+    return URLMethod(
+        ctx.backbone,
+        stage=cfg.stage,
+        start_weights=stage1_weights(cfg),
+        freeze_bn=not cfg.parity,
+        global_dim=cfg.global_dim,
+        dense_dim=cfg.dense_dim,
+        dense_hidden=cfg.dense_hidden,
+        dense_stride=cfg.views.dense_stride,
+        temperature=cfg.temperature,
+        pixel_negatives=cfg.pixel_negatives,
+        superpixel_negatives=cfg.superpixel_negatives,
+        weights=cfg.weights,
+    )
+
+
+def _no_transform(image: Any) -> dict[str, Any]:
+    raise NotImplementedError("url builds its own views in its dataset (image and superpixels together)")
+
+
+def build_transform(cfg: URLConfig, ctx: BuildContext) -> Callable[[Any], dict[str, Any]]:
+    """Unused: URL's dataset warps the image and its superpixel map together."""
+    return _no_transform
+
+
+def build_dataset(cfg: URLConfig, ctx: BuildContext, transform: Any) -> Any:
+    """Two views per image of a canonical data set, with cached superpixels (computed on first use)."""
+    from pathseg.ssl.url.data import URLDataset
+    from pathseg.ssl.url.method import effective_views
+
+    if not ctx.data.is_dir():
+        raise DataError("url needs a data set directory in the canonical layout (not a tile index)", ctx.data)
+    return URLDataset(
+        ctx.data, ctx.splits, cfg.stage, effective_views(cfg), cfg.superpixels, ctx.crop_size, ctx.mean, ctx.std
+    )
+
+
+METHODS.add(
+    "url",
+    MethodSpec(
+        URLConfig,
+        build_model,
+        build_transform,
+        build_dataset,
+        description="URL: image-, superpixel- and pixel-level contrast for tissue segmentation (two stages)",
+    ),
+)

@@ -1,0 +1,170 @@
+"""Typed configs of ``pathseg finetune``, ``pathseg probe`` and ``pathseg evaluate`` (no heavy imports here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pathseg.errors import ConfigError
+
+
+@dataclass
+class TrainerSection:
+    """Lightning trainer settings.
+
+    Args:
+        max_steps: Optimisation steps per seed.
+        val_every_steps: Steps between validations (one "epoch" of a sampler drawing with replacement).
+        batch_size: Training batch size.
+        accelerator: ``auto``, ``cpu``, ``gpu``…
+        devices: Devices (an int, or ``auto``).
+        precision: Lightning precision string, e.g. ``32-true`` or ``16-mixed``.
+        deterministic: Ask torch for deterministic algorithms.
+        log_every_n_steps: Logging interval.
+        num_workers: Data loader worker processes.
+    """
+
+    max_steps: int = 2000
+    val_every_steps: int = 200
+    batch_size: int = 8
+    accelerator: str = "auto"
+    devices: str = "1"
+    precision: str = "32-true"
+    deterministic: bool = False
+    log_every_n_steps: int = 10
+    num_workers: int = 2
+
+
+@dataclass
+class OptimSection:
+    """Optimiser and schedule (linear warm-up, then cosine decay to zero, stepped per batch).
+
+    Args:
+        name: ``adamw`` or ``sgd`` (momentum 0.9).
+        lr: Learning rate of the decoder/head.
+        encoder_lr_mult: Encoder learning rate = ``lr`` x this.
+        weight_decay: Weight decay.
+        warmup_steps: Linear warm-up steps.
+    """
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
+    encoder_lr_mult: float = 1.0
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+
+
+@dataclass
+class InferenceSection:
+    """Sliding-window inference for images larger than the crop.
+
+    Args:
+        overlap: Fraction of a window shared with its neighbour.
+        blend: ``gaussian`` or ``mean`` blending of window probabilities.
+        batch_size: Windows per forward pass.
+        num_examples: Test images shown in the prediction-overlay picture.
+    """
+
+    overlap: float = 0.25
+    blend: Literal["gaussian", "mean"] = "gaussian"
+    batch_size: int = 4
+    num_examples: int = 4
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tune an encoder (a pathseg encoder file or random init) on labelled data, then test it."""
+
+    data: Path | None = field(default=None, metadata={"help": "data set directory (canonical layout); required"})
+    out: Path | None = field(default=None, metadata={"help": "run directory to create; required"})
+    task: Literal["segmentation", "classification"] = field(default="segmentation", metadata={"help": "what to train"})
+    encoder: str = field(default="random", metadata={"help": "encoder file ('pathseg export') or 'random'"})
+    backbone: str = field(default="", metadata={"help": "timm name (default resnet18); must agree with the file"})
+    decoder: Literal["unet", "deeplabv3plus", "fpn"] = field(default="unet", metadata={"help": "segmentation decoder"})
+    label_fraction: float = field(default=1.0, metadata={"help": "fraction of labelled training images, in (0, 1]"})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "seeds, e.g. 0,1,2"})
+    freeze_encoder: bool = field(default=False, metadata={"help": "train the decoder/head only"})
+    train_split: str = field(default="train", metadata={"help": "split folder or id list to train on"})
+    val_split: str = field(default="val", metadata={"help": "model-selection split; skipped if absent ('' = none)"})
+    test_split: str = field(default="test", metadata={"help": "split evaluated at the end (GlaS: testA)"})
+    crop_size: int = field(default=256, metadata={"help": "training crop and sliding window (multiple of 32)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out"})
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    inference: InferenceSection = field(default_factory=InferenceSection)
+
+    def validate(self) -> None:
+        """Check ranges that would otherwise fail deep inside training."""
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ConfigError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        if self.task not in ("segmentation", "classification"):
+            raise ConfigError(f"unknown task '{self.task}'")
+        if not self.seeds:
+            raise ConfigError("seeds must name at least one seed")
+        if self.crop_size <= 0 or self.crop_size % 32:
+            raise ConfigError(f"crop_size must be a positive multiple of 32, got {self.crop_size}")
+        if not 0.0 <= self.inference.overlap < 1.0:
+            raise ConfigError(f"inference.overlap must be in [0, 1), got {self.inference.overlap}")
+        if self.trainer.max_steps < 1 or self.trainer.val_every_steps < 1 or self.trainer.batch_size < 1:
+            raise ConfigError("trainer.max_steps, trainer.val_every_steps and trainer.batch_size must be >= 1")
+
+
+@dataclass
+class ProbeConfig:
+    """Linear or kNN probe of a frozen encoder on image-level labels (features extracted once)."""
+
+    data: Path | None = field(default=None, metadata={"help": "classification data set directory; required"})
+    out: Path | None = field(default=None, metadata={"help": "run directory to create; required"})
+    kind: Literal["linear", "knn"] = field(default="linear", metadata={"help": "probe type"})
+    encoder: str = field(default="random", metadata={"help": "encoder file or 'random'"})
+    backbone: str = field(default="", metadata={"help": "timm name for 'random'; must agree with the file"})
+    label_fraction: float = field(default=1.0, metadata={"help": "fraction of labelled training images"})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "seeds (label subsets, probe init)"})
+    train_split: str = field(default="train", metadata={"help": "split (or id list) to fit on"})
+    test_split: str = field(default="test", metadata={"help": "split to score"})
+    image_size: int = field(default=0, metadata={"help": "centre-crop/pad images to this size (0 = as they are)"})
+    k: int = field(default=20, metadata={"help": "neighbours of the kNN probe"})
+    temperature: float = field(default=0.07, metadata={"help": "kNN vote weight exp(similarity / T)"})
+    epochs: int = field(default=100, metadata={"help": "linear probe: full-batch epochs"})
+    lr: float = field(default=0.1, metadata={"help": "linear probe learning rate (Adam)"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "linear probe L2 penalty"})
+    batch_size: int = field(default=32, metadata={"help": "feature extraction batch size"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out"})
+
+    def validate(self) -> None:
+        """Check ranges."""
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ConfigError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        if self.k < 1 or self.temperature <= 0:
+            raise ConfigError("k must be >= 1 and temperature > 0")
+
+
+@dataclass
+class EvaluateConfig:
+    """Re-evaluate the models of a fine-tuning run on a split; writes RUN/eval_<split>.json."""
+
+    run: Path = field(metadata={"help": "fine-tuning run directory"})
+    data: Path = field(metadata={"help": "data set directory"})
+    split: str = field(default="test", metadata={"help": "split folder or id list to evaluate"})
+    weights: Literal["best", "last"] = field(default="best", metadata={"help": "which saved weights"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto"})
+    overlap: float = field(default=-1.0, metadata={"help": "sliding-window overlap (-1 = as trained)"})
+    pictures: bool = field(default=True, metadata={"help": "write overlay and confusion-matrix pictures"})
+
+
+def require_paths(cfg: FinetuneConfig | ProbeConfig) -> tuple[Path, Path]:
+    """``data`` and ``out`` are optional only so that config files may leave them out; a run needs both.
+
+    Returns:
+        ``(data, out)``.
+
+    Raises:
+        ConfigError: One of them is missing.
+    """
+    if cfg.data is None or str(cfg.data) == "":
+        raise ConfigError("--data is required")
+    if cfg.out is None or str(cfg.out) == "":
+        raise ConfigError("--out is required")
+    return Path(cfg.data), Path(cfg.out)

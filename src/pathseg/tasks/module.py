@@ -1,0 +1,224 @@
+"""Lightning modules for fine-tuning: segmentation (pixel cross-entropy) and classification (cross-entropy).
+
+Both take a built ``nn.Module`` (never a config) and plain hyper-parameters. Validation metrics come from
+:mod:`pathseg.metrics`; the best weights (by ``val_miou`` or ``val_balanced_accuracy``) are kept in memory
+so that no pickled checkpoint is ever written.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pathseg.metrics import ConfusionMatrix, classification_metrics, metrics_from_confusion
+from pathseg.tasks.common import encoder_of
+from pathseg.tasks.sliding import sliding_window_predict
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class _TransferModule(L.LightningModule):
+    monitor = ""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        lr: float = 1e-3,
+        encoder_lr_mult: float = 1.0,
+        weight_decay: float = 1e-4,
+        optimizer: str = "adamw",
+        warmup_steps: int = 50,
+        max_steps: int = 1000,
+        freeze_encoder: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        self.lr = lr
+        self.encoder_lr_mult = encoder_lr_mult
+        self.weight_decay = weight_decay
+        self.optimizer_name = optimizer
+        self.warmup_steps = warmup_steps
+        self.max_steps = max_steps
+        self.freeze_encoder = freeze_encoder
+        self.best_score = -math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, Any]] = []
+        if freeze_encoder:
+            for p in encoder_of(model).parameters():
+                p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The wrapped model's logits."""
+        return self.model(x)  # type: ignore[no-any-return]
+
+    def on_train_epoch_start(self) -> None:
+        """A frozen encoder also keeps its batch-norm statistics."""
+        if self.freeze_encoder:
+            encoder_of(self.model).eval()
+
+    def configure_optimizers(self) -> Any:
+        """AdamW/SGD with separate encoder and decoder learning rates; warm-up + cosine per step."""
+        enc_ids = {id(p) for p in encoder_of(self.model).parameters()}
+        enc = [p for p in self.model.parameters() if id(p) in enc_ids and p.requires_grad]
+        rest = [p for p in self.model.parameters() if id(p) not in enc_ids and p.requires_grad]
+        groups = [{"params": rest, "lr": self.lr}]
+        if enc:
+            groups.append({"params": enc, "lr": self.lr * self.encoder_lr_mult})
+        if self.optimizer_name == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=0.9,
+                                                         weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, self.warmup_steps, self.max_steps)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _keep_if_best(self, score: float | None) -> None:
+        if score is not None and score > self.best_score:
+            self.best_score = score
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def load_best(self) -> bool:
+        """Put the best validation weights back into the model; ``False`` when there was no validation."""
+        if self.best_state is None:
+            return False
+        self.model.load_state_dict(self.best_state)
+        return True
+
+    def last_state(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of the current weights."""
+        return copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+
+
+class SegmentationModule(_TransferModule):
+    """Pixel-wise cross-entropy training; validation by sliding window over whole images (batch size 1).
+
+    Args:
+        model: Segmentation network mapping ``[N, 3, H, W]`` to logits ``[N, K, H, W]``.
+        num_classes: ``K``.
+        ignore_index: Mask value that is not trained on or scored.
+        window: Sliding-window size for validation.
+        overlap: Sliding-window overlap.
+        blend: Sliding-window blending.
+        window_batch: Windows per forward pass.
+        **kwargs: Optimiser settings of the base class.
+    """
+
+    monitor = "val_miou"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        ignore_index: int = 255,
+        window: int = 256,
+        overlap: float = 0.25,
+        blend: str = "gaussian",
+        window_batch: int = 4,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, num_classes, **kwargs)
+        self.ignore_index = ignore_index
+        self.window = window
+        self.overlap = overlap
+        self.blend = blend
+        self.window_batch = window_batch
+        self.val_cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Cross-entropy over labelled pixels (a crop without any gives a zero loss)."""
+        x, y = batch
+        logits = self.model(x)
+        valid = y != self.ignore_index
+        if not bool(valid.any()):
+            loss = logits.sum() * 0.0
+        else:
+            loss = F.cross_entropy(logits, y, ignore_index=self.ignore_index)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        return loss
+
+    def predict_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Sliding-window class probabilities ``[B, K, H, W]``."""
+        return sliding_window_predict(
+            self.model, x, window=self.window, overlap=self.overlap, num_classes=self.num_classes,
+            batch_size=self.window_batch, blend=self.blend,  # type: ignore[arg-type]
+        )
+
+    def on_validation_epoch_start(self) -> None:
+        """Reset the validation confusion matrix."""
+        self.val_cm.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Accumulate the confusion matrix of one whole image."""
+        x, y = batch
+        self.val_cm.update(self.predict_probs(x).argmax(1).cpu(), y.cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val_miou``/``val_mdice``/``val_pixel_accuracy`` and keep the best weights."""
+        if self.trainer.sanity_checking:
+            return
+        matrix = self.val_cm.matrix
+        if self.trainer.world_size > 1:  # sum the ranks' confusion matrices
+            total = self.trainer.strategy.reduce(torch.as_tensor(matrix, device=self.device), reduce_op="sum")
+            matrix = total.cpu().numpy()
+        m = metrics_from_confusion(matrix)
+        for key in ("miou", "mdice", "pixel_accuracy"):
+            if m[key] is not None:
+                self.log(f"val_{key}", float(m[key]), prog_bar=key == "miou")
+        self.history.append({"step": int(self.global_step), **{k: m[k] for k in ("miou", "mdice")}})
+        self._keep_if_best(m["miou"])
+
+
+class ClassificationModule(_TransferModule):
+    """Image-level cross-entropy training; validation with :func:`classification_metrics`."""
+
+    monitor = "val_balanced_accuracy"
+
+    def __init__(self, model: nn.Module, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(model, num_classes, **kwargs)
+        self._scores: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Cross-entropy of the image labels."""
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        """Reset the collected scores."""
+        self._scores, self._labels = [], []
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Collect softmax scores and labels."""
+        x, y = batch
+        self._scores.append(self.model(x).softmax(1).float().cpu().numpy())
+        self._labels.append(y.cpu().numpy())
+
+    def on_validation_epoch_end(self) -> None:
+        """Log accuracy, balanced accuracy, macro F1 and AUC; keep the best weights."""
+        if self.trainer.sanity_checking or not self._scores:
+            return
+        m = classification_metrics(np.concatenate(self._labels), np.concatenate(self._scores), self.num_classes)
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "auc"):
+            if m[key] is not None:
+                self.log(f"val_{key}", float(m[key]), prog_bar=key == "balanced_accuracy")
+        self.history.append({"step": int(self.global_step), "balanced_accuracy": m["balanced_accuracy"]})
+        self._keep_if_best(m["balanced_accuracy"])

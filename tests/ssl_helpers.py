@@ -1,0 +1,51 @@
+"""Helpers of the pretraining tests: tiny H&E-like data sets in the canonical layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pathseg.data.layout import ClassInfo, DatasetInfo, write_dataset_info
+from pathseg.io import write_png
+
+
+def he_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random pink/purple blob image (uint8 ``[size, size, 3]``)."""
+    yy, xx = np.mgrid[:size, :size]
+    img = np.empty((size, size, 3), np.float64)
+    img[:] = (235, 200, 225)
+    for _ in range(int(rng.integers(4, 10))):
+        cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(size / 12, size / 5)]
+        blob = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+        img[blob] = rng.choice([(120, 60, 160), (200, 90, 150), (150, 80, 170)])
+    img += rng.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_unlabeled(root: Path, n: int = 16, size: int = 48, splits: tuple[str, ...] = ("train",)) -> Path:
+    """A canonical ``unlabeled`` data set with ``n`` images per split."""
+    rng = np.random.default_rng(0)
+    write_dataset_info(root, DatasetInfo(name="tiny", task="unlabeled"))
+    for split in splits:
+        for i in range(n):
+            write_png(root / split / "images" / f"{split}_{i:03d}.png", he_image(rng, size))
+    return root
+
+
+def make_classification(root: Path, n: int = 8, size: int = 32) -> Path:
+    """A two-class classification data set (train/test) whose classes differ in colour."""
+    rng = np.random.default_rng(1)
+    write_dataset_info(root, DatasetInfo(name="cls", task="classification",
+                                         classes=[ClassInfo("a", 0), ClassInfo("b", 1)]))
+    for split in ("train", "test"):
+        lines = ["id,label"]
+        for i in range(n):
+            label = i % 2
+            img = he_image(rng, size)
+            if label:
+                img = (img * 0.5).astype(np.uint8)
+            write_png(root / split / "images" / f"{i:03d}.png", img)
+            lines.append(f"{i:03d},{label}")
+        (root / split / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root
