@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ def he_image(rng: np.random.Generator, size: int) -> np.ndarray:
     img = np.empty((size, size, 3), np.float64)
     img[:] = (235, 200, 225)
     for _ in range(int(rng.integers(4, 10))):
-        cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(size / 12, size / 5)]
+        cy, cx, r = [*rng.uniform(0, size, 2).tolist(), rng.uniform(size / 12, size / 5)]
         blob = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
         img[blob] = rng.choice([(120, 60, 160), (200, 90, 150), (150, 80, 170)])
     img += rng.normal(0, 8, img.shape)
@@ -49,3 +50,13 @@ def make_classification(root: Path, n: int = 8, size: int = 32) -> Path:
             lines.append(f"{i:03d},{label}")
         (root / split / "labels.csv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def one_thread() -> Iterator[None]:
+    """Generator body of a fixture running a test with one torch thread (OpenMP threads thrash on a busy 2-core box)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,6 +18,9 @@ from pathseg.models import (
     read_encoder,
     save_encoder,
 )
+from ssl_helpers import one_thread
+
+_threads = pytest.fixture(autouse=True)(one_thread)
 
 
 def test_create_encoder_pooled_features() -> None:

@@ -1,66 +1,57 @@
-"""URL stages end to end with Lightning on a tiny synthetic data set: stage 1 → export → stage 2 → export."""
+"""URL through ``pathseg pretrain``: the smoke configs run 2 steps each; stage 1 → stage 2 → fine-tuning U-Net."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader
-from url_helpers import make_dataset
 
-from pathseg.errors import ConfigError, DataError
-from pathseg.ssl.url.config import SuperpixelConfig, URLConfig, ViewConfig
-from pathseg.ssl.url.method import (
-    URLModule,
-    build_url_dataset,
-    build_url_model,
-    export_url,
-    make_objective,
-)
-from pathseg.ssl.url.model import load_unet_weights
+from pathseg.cli.main import main
+from pathseg.models import create_segmentation_model, read_encoder
+from ssl_helpers import make_unlabeled
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
 
 
-def _cfg(stage: str, **kw: str) -> URLConfig:
-    views = ViewConfig(crop_size=64, patch_size=96, scales=[1.0, 0.5, 2.0])
-    return URLConfig(stage=stage, views=views, superpixels=SuperpixelConfig(region_size=12), **kw)  # type: ignore[arg-type]
+def _pretrain(name: str, data: Path, out: Path, *extra: str) -> int | None:
+    return main(["pretrain", "--config", str(CONFIGS / f"url_{name}_smoke.yaml"), "--data", str(data),
+                 "--out", str(out), *extra])
 
 
-def _fit(cfg: URLConfig, root: Path, out: Path) -> Path:
-    model = build_url_model(cfg)
-    loader = DataLoader(build_url_dataset(cfg, root, progress=False), batch_size=2, drop_last=True)
-    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(URLModule(model, make_objective(cfg)), loader)
-    return export_url(model, cfg, out)
+def test_registered() -> None:
+    from pathseg.ssl import load_methods
+
+    assert "url" in load_methods()
 
 
-def test_two_stages_and_joint(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    root = make_dataset(tmp_path, n=2, size=112)
-    s1 = _fit(_cfg("1"), root, tmp_path / "s1")
-    cfg2 = _cfg("2", stage1_checkpoint=str(tmp_path / "s1"))
-    model2 = build_url_model(cfg2)
-    enc_before = {k: v.clone() for k, v in model2.encoder.state_dict().items()}
-    from safetensors.torch import load_file
+def test_two_stages_then_finetune_unet(tmp_path: Path) -> None:
+    data = make_unlabeled(tmp_path / "data", n=4, size=112)
+    assert _pretrain("stage1", data, tmp_path / "s1") in (0, None)
+    s1, _ = read_encoder(tmp_path / "s1" / "encoder.safetensors")
+    assert "conv1.weight" in s1 and not any(k.startswith("decoder.") for k in s1)
 
-    stored = load_file(str(s1))
-    assert all(torch.equal(v, stored[f"encoder.{k}"]) for k, v in enc_before.items())  # stage 2 starts from stage 1
-    s2 = _fit(cfg2, root, tmp_path / "s2")
-    after = load_file(str(s2))
-    assert all(torch.equal(after[f"encoder.{k}"], v) for k, v in enc_before.items())  # frozen, BN stats included
-    assert any(k.startswith("decoder.") for k in after)
-    import segmentation_models_pytorch as smp
+    assert _pretrain("stage2", data, tmp_path / "s2", f"method_args.stage1_checkpoint={tmp_path / 's1'}") in (0, None)
+    s2, meta = read_encoder(tmp_path / "s2" / "encoder.safetensors")
+    assert meta.mean == (0.689, 0.504, 0.653)
+    assert all(torch.equal(s2[k], v) for k, v in s1.items())  # frozen encoder, BatchNorm statistics included
+    assert any(k.startswith("decoder.") for k in s2)
+    assert list((data / "train" / "superpixels").glob("*.png"))  # cached on first use
 
-    unet = smp.Unet(encoder_name="tu-resnet18", encoder_weights=None, classes=2)
-    assert any(k.startswith("decoder.") for k in load_unet_weights(unet, s2))
-    joint = _fit(_cfg("joint"), root, tmp_path / "joint")
-    assert joint.is_file()
+    unet = create_segmentation_model("unet", "resnet18", 2, encoder_weights=tmp_path / "s2" / "encoder.safetensors")
+    assert unet.decoder_loaded > 0
 
 
-def test_stage2_needs_a_start(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="stage1_checkpoint"):
-        build_url_model(_cfg("2"))
-    with pytest.raises(DataError, match="url_unet"):
-        build_url_model(_cfg("2", stage1_checkpoint=str(tmp_path)))
+def test_joint_smoke(tmp_path: Path) -> None:
+    data = make_unlabeled(tmp_path / "data", n=4, size=112)
+    assert _pretrain("joint", data, tmp_path / "j") in (0, None)
+    metrics = (tmp_path / "j" / "metrics.json").read_text()
+    assert '"steps": 2' in metrics
+
+
+def test_stage2_without_stage1_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_unlabeled(tmp_path / "data", n=2, size=64)
+    assert _pretrain("stage2", data, tmp_path / "s2") == 2
+    assert "stage1_checkpoint" in capsys.readouterr().err
+    assert _pretrain("stage1", data, tmp_path / "bad", "method_args.stage=3") == 2
+    assert "stage must be one of" in capsys.readouterr().err

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from pathseg.errors import PathsegError
+from pathseg.models import create_segmentation_model, read_encoder, save_encoder
 from pathseg.ssl.url.config import HE_MEAN, HE_STD
-from pathseg.ssl.url.model import URLNet, build_unet, export_unet, load_unet_weights
+from pathseg.ssl.url.method import URLMethod
+from pathseg.ssl.url.model import URLNet
 from pathseg.ssl.url.objective import URLObjective
 
 
@@ -47,38 +48,48 @@ def test_frozen_encoder_statistics(bn_eval: bool) -> None:
     assert model.decoder.training
 
 
-def test_stage2_export_loads_encoder_and_decoder_into_a_finetune_unet(net: URLNet, tmp_path: Path) -> None:
-    path = export_unet(net, tmp_path / "url_unet.safetensors", stage="2", mean=HE_MEAN, std=HE_STD)
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata()
-        keys = list(fh.keys())
-    assert meta["format"] == "pathseg.unet" and meta["encoder"] == "resnet18" and meta["parts"] == "encoder,decoder"
-    assert meta["timm_name"] == "resnet18" and json.loads(meta["mean"]) == list(HE_MEAN)
-    assert any(k.startswith("decoder.") for k in keys) and not any(k.startswith("segmentation_head") for k in keys)
-
-    import segmentation_models_pytorch as smp
-
-    target = smp.Unet(encoder_name="tu-resnet18", encoder_weights=None, classes=3)
-    loaded = load_unet_weights(target, path)
-    assert len(loaded) == len(keys)
-    src, dst = net.unet.state_dict(), target.state_dict()
-    assert all(torch.equal(src[k], dst[k]) for k in keys)
-
-    stage1 = export_unet(net, tmp_path / "enc.safetensors", stage="1", mean=HE_MEAN, std=HE_STD)
-    fresh = URLNet("resnet18")
-    assert all(k.startswith("encoder.") for k in load_unet_weights(fresh, stage1))
+def _export(method: URLMethod, path: Path) -> Path:
+    """What the engine does at the end of a run."""
+    return save_encoder(path, method.export_state(), method.timm_name, HE_MEAN, HE_STD, extra={"method": "url"})
 
 
-def test_mismatched_export_is_a_clear_error(net: URLNet, tmp_path: Path) -> None:
-    path = export_unet(net, tmp_path / "u.safetensors", stage="2", mean=HE_MEAN, std=HE_STD)
-    other = build_unet("resnet18", decoder_channels=(128, 64, 32, 16, 8))
-    with pytest.raises(PathsegError, match="do not fit"):
-        load_unet_weights(other, path)
-    (tmp_path / "junk.safetensors").write_bytes(b"not a file")
-    with pytest.raises(PathsegError):
-        load_unet_weights(other, tmp_path / "junk.safetensors")
+@pytest.mark.parametrize("stage", ["2", "joint"])
+def test_finetune_unet_loads_encoder_and_decoder_from_a_url_export(stage: str, tmp_path: Path) -> None:
+    """``pathseg finetune --encoder RUN/encoder.safetensors`` builds its U-Net with create_segmentation_model."""
+    torch.manual_seed(0)
+    start = _export(URLMethod("resnet18", "1"), tmp_path / "s1.safetensors")
+    method = URLMethod("resnet18", stage=stage, start_weights=start)
+    path = _export(method, tmp_path / "encoder.safetensors")
+    state, meta = read_encoder(path)  # a valid encoder file: timm name + H&E normalisation
+    assert meta.timm_name == "resnet18" and meta.mean == HE_MEAN
+    assert "conv1.weight" in state and any(k.startswith("decoder.") for k in state)
+    model = create_segmentation_model("unet", "resnet18", 3, encoder_weights=path)
+    assert not model.encoder_load_report.missing and model.decoder_loaded > 0
+    src, dst = method.net.unet.state_dict(), model.state_dict()
+    assert all(torch.equal(src[k], dst[k]) for k in src if k.startswith(("encoder.", "decoder.")))
+
+
+def test_stage1_export_is_encoder_only_and_feeds_stage2(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    s1 = URLMethod("resnet18", "1")
+    path = _export(s1, tmp_path / "s1.safetensors")
+    assert not any(k.startswith("decoder.") for k in read_encoder(path)[0])
+    fresh = create_segmentation_model("unet", "resnet18", 3, encoder_weights=path)
+    assert fresh.decoder_loaded == 0
+    s2 = URLMethod("resnet18", "2", start_weights=path)
+    assert all(torch.equal(v, s1.backbone.state_dict()[k]) for k, v in s2.backbone.state_dict().items())
+    assert s2.backbone is s2.net.encoder.model
+
+
+def test_mismatched_or_incomplete_files_are_clear_errors(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    path = _export(URLMethod("resnet18", "joint"), tmp_path / "u.safetensors")
+    with pytest.raises(PathsegError, match="does not fit"):  # resnet50's decoder has other widths
+        create_segmentation_model("unet", "resnet50", 3, encoder_weights=path)
+    partial = save_encoder(tmp_path / "p.safetensors", {"conv1.weight": torch.zeros(64, 3, 7, 7)}, "resnet18",
+                           HE_MEAN, HE_STD)
+    with pytest.raises(PathsegError, match="complete resnet18 encoder"):
+        URLMethod("resnet18", "2", start_weights=partial)
 
 
 def _batch(b: int = 2, s: int = 3, c: int = 64) -> dict[str, torch.Tensor]:
@@ -107,19 +118,3 @@ def test_objective_stages(net: URLNet, stage: str) -> None:
     assert (net.global_head.weight.grad is not None) == (stage != "2")
     assert (net.dense_head[0].weight.grad is not None) == (stage != "1")
 
-
-def test_finetune_model_loads_encoder_and_decoder_from_a_stage2_export(net: URLNet, tmp_path: Path) -> None:
-    """``pathseg finetune --encoder url_unet.safetensors`` builds its U-Net with create_segmentation_model."""
-    from pathseg.models import create_segmentation_model, read_encoder
-
-    path = export_unet(net, tmp_path / "url_unet.safetensors", stage="2", mean=HE_MEAN, std=HE_STD)
-    _, meta = read_encoder(path)  # a valid encoder file for resolve_encoder: timm name + H&E normalisation
-    assert meta.timm_name == "resnet18" and meta.mean == HE_MEAN
-    model = create_segmentation_model("unet", "resnet18", 3, encoder_weights=path)
-    src, dst = net.unet.state_dict(), model.state_dict()
-    assert not model.encoder_load_report.missing
-    loaded = [k for k in src if k.startswith(("encoder.", "decoder."))]
-    assert all(torch.equal(src[k], dst[k]) for k in loaded)
-    stage1 = export_unet(net, tmp_path / "s1.safetensors", stage="1", mean=HE_MEAN, std=HE_STD)
-    fresh = create_segmentation_model("unet", "resnet18", 3, encoder_weights=stage1)
-    assert not torch.equal(fresh.state_dict()["decoder.blocks.0.conv1.0.weight"], src["decoder.blocks.0.conv1.0.weight"])

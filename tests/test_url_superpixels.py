@@ -21,7 +21,7 @@ from pathseg.ssl.url.superpixels import (
     load_superpixels,
     params_hash,
 )
-from url_helpers import make_dataset
+from ssl_helpers import make_unlabeled
 
 
 def test_grid_mode_matches_the_spec() -> None:
@@ -54,10 +54,10 @@ def test_hash_depends_on_parameters_only() -> None:
 
 
 def test_cache_computed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = make_dataset(tmp_path, n=3, size=64)
+    root = make_unlabeled(tmp_path / "data", n=3, size=64)
     cfg = SuperpixelConfig(region_size=12)
-    assert ensure_superpixels(root, "train", ["slide0_000", "slide1_001", "slide2_002"], cfg, progress=False) == 3
-    path = cache_path(root, "train", "slide1_001", cfg)
+    assert ensure_superpixels(root, "train", ["train_000", "train_001", "train_002"], cfg, progress=False) == 3
+    path = cache_path(root, "train", "train_001", cfg)
     assert path.parent == root / "train" / "superpixels" and path.suffix == ".png"
     assert (path.parent / f"params_{params_hash(cfg)}.json").is_file()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -66,21 +66,21 @@ def test_cache_computed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
     calls = []
     monkeypatch.setattr(sp_mod, "compute_superpixels", lambda *a: calls.append(1))
-    assert ensure_superpixels(root, "train", ["slide0_000", "slide1_001", "slide2_002"], cfg, progress=False) == 0
-    assert np.array_equal(load_superpixels(root, "train", "slide1_001", cfg), stored)
+    assert ensure_superpixels(root, "train", ["train_000", "train_001", "train_002"], cfg, progress=False) == 0
+    assert np.array_equal(load_superpixels(root, "train", "train_001", cfg), stored)
     assert not calls
 
 
 def test_cache_dir_option(tmp_path: Path) -> None:
-    root = make_dataset(tmp_path, n=1, size=48)
+    root = make_unlabeled(tmp_path / "data", n=1, size=48)
     cfg = SuperpixelConfig(region_size=12, cache_dir=str(tmp_path / "cache"))
-    ensure_superpixels(root, "train", ["slide0_000"], cfg, progress=False)
-    assert cache_path(root, "train", "slide0_000", cfg).parent == tmp_path / "cache" / "train"
+    ensure_superpixels(root, "train", ["train_000"], cfg, progress=False)
+    assert cache_path(root, "train", "train_000", cfg).parent == tmp_path / "cache" / "train"
     assert not (root / "train" / "superpixels").exists()
 
 
 def test_cli_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = make_dataset(tmp_path, n=2, size=48)
+    root = make_unlabeled(tmp_path / "data", n=2, size=48)
     assert main(["url", "superpixels", str(root), "superpixels.region_size=12", "--no-progress"]) in (0, None)
     assert "2 maps computed" in capsys.readouterr().out
     assert main(["url", "superpixels", str(root), "superpixels.region_size=12", "--no-progress"]) in (0, None)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathseg.ssl.url.config import ViewConfig
+from pathseg.ssl.url.config import HE_MEAN, HE_STD, ViewConfig
 from pathseg.ssl.url.views import (
     Geometry,
     Photometric,
@@ -99,14 +99,17 @@ def test_zoom_out_is_antialiased_unless_parity() -> None:
 
 
 def test_make_view_shapes_and_normalisation() -> None:
-    cfg = ViewConfig(crop_size=32, patch_size=64)
+    cfg = ViewConfig(patch_size=64)
     img = torch.full((3, 80, 80), 128.0)
     gen = torch.Generator().manual_seed(1)
-    crops, sp = make_view(img, _grid_ids(80, 80), (40.0, 40.0), cfg, gen, cfg.scales, 2.0)
+    out = (32, HE_MEAN, HE_STD)
+    crops, sp = make_view(img, _grid_ids(80, 80), (40.0, 40.0), cfg, gen, cfg.scales, 2.0, *out)
     assert crops.shape == (5, 3, 32, 32) and sp is not None and sp.shape == (16, 16)
     assert crops.abs().max() < 10
     with pytest.raises(ValueError, match="scales"):
-        make_view(img, _grid_ids(80, 80), (40.0, 40.0), cfg, gen, [0.5, 1.0], 2.0)
+        make_view(img, _grid_ids(80, 80), (40.0, 40.0), cfg, gen, [0.5, 1.0], 2.0, *out)
+    with pytest.raises(ValueError, match="divisible"):
+        make_view(img, None, (40.0, 40.0), cfg, gen, [1.0], 2.0, 33, HE_MEAN, HE_STD)
 
 
 def test_sample_center_stays_inside() -> None:
@@ -120,11 +123,11 @@ def test_sample_center_stays_inside() -> None:
 def test_views_are_seeded_from_the_global_rng_not_a_constant(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from pathseg.ssl.url.config import SuperpixelConfig
     from pathseg.ssl.url.data import URLDataset
-    from url_helpers import make_dataset
+    from ssl_helpers import make_unlabeled
 
-    root = make_dataset(tmp_path, n=2, size=72)
-    views = ViewConfig(crop_size=32, patch_size=64, scales=[1.0, 0.5])
-    ds = URLDataset(root, [], "2", views, SuperpixelConfig(region_size=12), progress=False)
+    root = make_unlabeled(tmp_path / "data", n=2, size=72)
+    views = ViewConfig(patch_size=64, scales=[1.0, 0.5])
+    ds = URLDataset(root, [], "2", views, SuperpixelConfig(region_size=12), crop_size=32, progress=False)
     torch.manual_seed(0)
     a = ds[0]
     b = ds[0]

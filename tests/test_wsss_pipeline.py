@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from pathseg.cli.main import main
 from pathseg.data.layout import ClassInfo, DatasetInfo, write_dataset_info
@@ -73,6 +74,8 @@ def test_wsss_pipeline_runs_resumes_and_reports(tmp_path: Path, capsys: pytest.C
         assert (pm[:8, :8] == 2).all()  # white-background rule
         assert (read_mask(out / "pseudo" / layer / "train" / "masks" / "p1.png")[8:, 8:] == 1).all()  # one label
         assert (out / "pseudo" / layer / "dataset.yaml").is_file()
+        with Image.open(out / "pseudo" / layer / "train" / "masks" / "p0.png") as im:
+            assert im.mode == "P" and im.getpalette()[6:9] == [255, 255, 255]  # palette of the data set
         assert (out / "pseudo" / layer / "train" / "images" / "p0.png").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     quality = metrics["pseudo"]["quality"]["deep"]

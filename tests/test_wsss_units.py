@@ -55,7 +55,7 @@ def test_dropout_attention_hand_case() -> None:
     for i in range(2):
         for j in range(2):
             total = 0.0
-            for c, w in enumerate([1.0, -1.0]):
+            for w in (1.0, -1.0):
                 m = max(w * f[i, j], 0.0)
                 peak = max(max(w * v, 0.0) for v in f.ravel())
                 total += 0.0 if m > gamma * peak else m
@@ -224,7 +224,7 @@ def test_gate_fixed_all_gated_means_no_gate() -> None:
 
 def _ce_loop(logits: torch.Tensor, target: torch.Tensor, skip: set[int]) -> tuple[float, int]:
     total, count = 0.0, 0
-    n, c, h, w = logits.shape
+    n, _, h, w = logits.shape
     for i in range(n):
         for y in range(h):
             for x in range(w):
@@ -324,3 +324,12 @@ def test_cli_flag_no_parity_and_print_config(capsys: pytest.CaptureFixture[str])
     assert code == 0
     text = capsys.readouterr().out
     assert "enabled: false" in text and "parity: false" in text
+
+
+@pytest.mark.parametrize("name", ["mlps_luad.yaml", "mlps_bcss.yaml", "glas_cpu_smoke.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "wsss" / name
+    cfg = load_config(WsssConfig, path)
+    assert cfg.stage2.layer_weights["deep"] == pytest.approx(0.6)

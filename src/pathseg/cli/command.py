@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
 from pathseg.config.core import load_config
+from pathseg.errors import ConfigError
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")
 
@@ -71,12 +72,19 @@ def _scalar(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors become one ``error:`` line (exit 2) through :class:`ConfigError`."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
 def build_parser(cmd: Command, prog: str) -> argparse.ArgumentParser:
     """Build the argparse parser of one command from its config dataclass."""
     cls = cmd.config_class()
     epilog = f"example:\n  {cmd.example}" if cmd.example else None
     doc = (cls.__doc__ or "").strip().split("\n\n")[0] if cls.__doc__ else cmd.help
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description=f"{cmd.help}\n\n{doc}" if doc and doc != cmd.help else cmd.help,
         epilog=epilog,

@@ -24,7 +24,7 @@ _LOG_ADJUST = float(np.log(1e-6))
 
 
 def rgb_to_hed(rgb: Tensor) -> Tensor:
-    """RGB ``[..., 3, H, W]`` floats in [0, 1] → HED stain concentrations (same convention as ``skimage.color.rgb2hed``)."""
+    """RGB ``[..., 3, H, W]`` floats in [0, 1] → HED stain concentrations (as ``skimage.color.rgb2hed``)."""
     x = rgb.clamp_min(1e-6).log() / _LOG_ADJUST
     hed = torch.einsum("...chw,cd->...dhw", x, HED_FROM_RGB.to(x))
     return hed.clamp_min(0)
@@ -137,7 +137,10 @@ class MultiView:
 
     def __call__(self, image: np.ndarray | Tensor) -> dict[str, Tensor]:
         """``image``: uint8 ``[H, W, 3]`` array (or ``[3, H, W]`` tensor)."""
-        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) if isinstance(image, np.ndarray) else image
+        if isinstance(image, np.ndarray):
+            img = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
+        else:
+            img = image
         return {f"view{i + 1}": t(img) for i, t in enumerate(self.transforms)}
 
 

@@ -351,12 +351,13 @@ def raise_if_problems(report: CheckReport, shown_root: Path | None = None) -> No
             return path
         return path.replace(str(report.root), str(shown_root), 1)
 
-    for problem in report.problems:
-        print(f"  problem: {shown(problem.path)}: {problem.message}", file=sys.stderr)
     first = report.problems[0]
     n = len(report.problems)
-    raise DataError(f"{first.message} ({n} problem{'s' if n > 1 else ''} in total, listed above)",
-                    shown(first.path))
+    if n == 1:
+        raise DataError(first.message, shown(first.path))
+    for problem in report.problems:
+        print(f"  problem: {shown(problem.path)}: {problem.message}", file=sys.stderr)
+    raise DataError(f"{first.message} ({n} problems in total, listed above)", shown(first.path))
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -85,8 +85,8 @@ class ViTFeatures(nn.Module):
         super().__init__()
         self.model = model
         self.out_indices = list(out_indices)
-        dim = int(getattr(model, "embed_dim", model.num_features))  # type: ignore[arg-type]
-        patch = model.patch_embed.patch_size  # type: ignore[union-attr]
+        dim = int(cast(int, getattr(model, "embed_dim", None) or getattr(model, "num_features")))  # noqa: B009
+        patch: Any = getattr(model.patch_embed, "patch_size")  # noqa: B009
         stride = int(patch[0] if isinstance(patch, tuple | list) else patch)
         self.feature_info = _FeatureInfo([dim] * len(self.out_indices), [stride] * len(self.out_indices))
 

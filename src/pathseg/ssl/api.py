@@ -6,6 +6,7 @@ See ``docs/dev/ssl_methods.md`` for how to add a method.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -103,7 +103,6 @@ def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> 
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    from lightning.pytorch.utilities import rank_zero_only
 
     from pathseg.models import save_encoder
     from pathseg.runs import RunDir
@@ -116,7 +115,7 @@ def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> 
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     resume = _resume_path(cfg, ckpt_dir)
-    run = RunDir(out, cfg, seed=cfg.seed) if rank_zero_only.rank == 0 else None
+    run = RunDir(out, cfg, seed=cfg.seed) if _rank_zero() else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tcfg = cfg.trainer
     cbs: list[L.Callback] = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
@@ -176,12 +175,18 @@ def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> 
     if monitor is not None and monitor.history:
         metrics["knn_acc"] = monitor.history[-1]
         metrics["knn_acc_history"] = monitor.history
-    if rank_zero_only.rank == 0:
+    if _rank_zero():
         save_encoder(out / ENCODER_FILE, method.export_state(), method.timm_name, cfg.mean, cfg.std,
                      extra={"method": cfg.method, "steps": int(trainer.global_step)})
         if run is not None:
             run.finish(metrics, status="interrupted" if trainer.interrupted else "completed")
     return metrics
+
+
+def _rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def _scalar(value: Any) -> float | None:
@@ -202,7 +207,8 @@ def load_method_from_run(run: Path, checkpoint: Path) -> tuple[SSLMethod, Pretra
     try:
         method.load_state_dict(inner, strict=True)
     except RuntimeError as exc:
-        raise PathsegError(f"checkpoint does not fit the run's method ({str(exc).splitlines()[0]})", checkpoint) from None
+        first = str(exc).splitlines()[0]
+        raise PathsegError(f"checkpoint does not fit the run's method ({first})", checkpoint) from None
     return method, cfg
 
 

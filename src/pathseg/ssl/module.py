@@ -61,9 +61,12 @@ class SSLModule(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
         return losses["loss"]
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Record the loader position (saved in checkpoints for exact mid-epoch resume)."""
-        loader = self.trainer.train_dataloader
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Record the loader position (saved in checkpoints for exact mid-epoch resume).
+
+        Set at the start of the batch because checkpoint callbacks run before the module's ``on_train_batch_end``.
+        """
+        loader: Any = self.trainer.train_dataloader
         if hasattr(loader, "consumed"):
             loader.consumed = batch_idx + 1
 

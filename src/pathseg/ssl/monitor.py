@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,7 +27,7 @@ def load_labelled(root: str | os.PathLike[str], split: str, size: int, max_image
     ids = list(rows)[:max_images]
     images = []
     for sample_id in ids:
-        img = torch.from_numpy(read_rgb(image_path(root, split, sample_id))).permute(2, 0, 1).float() / 255
+        img = torch.from_numpy(np.array(read_rgb(image_path(root, split, sample_id)))).permute(2, 0, 1).float() / 255
         images.append(F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True)[0])
     x = (torch.stack(images) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     return x, [rows[i][header[1]] for i in ids]
@@ -83,7 +84,7 @@ class KNNMonitor(L.Callback):
         """Evaluate on rank 0 every ``every`` epochs and log the accuracy."""
         if (trainer.current_epoch + 1) % self.every:
             return
-        backbone = pl_module.method.backbone  # type: ignore[union-attr]
+        backbone: Any = getattr(pl_module, "method").backbone  # noqa: B009
         was_training = backbone.training
         backbone.eval()
         acc = knn_accuracy(self._features(backbone, self.xtr, pl_module.device), self.ytr,

@@ -66,7 +66,7 @@ TISSUE_CLASSES: tuple[TissueClass, ...] = (
                     boundary_jitter=0.06, chromatin=0.35),
     ),
     TissueClass(
-        STROMA, "stroma", (240, 160, 200), 0.04, 0.32,
+        STROMA, "stroma", (60, 170, 75), 0.04, 0.32,
         NucleusSpec(semi_major_um=(5.0, 8.0), aspect=(0.22, 0.38), density=1.0, h_od=(0.75, 1.05),
                     boundary_jitter=0.05, chromatin=0.2, align=True),
     ),
@@ -75,7 +75,7 @@ TISSUE_CLASSES: tuple[TissueClass, ...] = (
         NucleusSpec(semi_major_um=(3.0, 4.0), aspect=(0.82, 1.0), density=14.0, h_od=(1.2, 1.5),
                     boundary_jitter=0.04, chromatin=0.12),
     ),
-    TissueClass(NECROSIS, "necrosis", (150, 110, 40), 0.06, 0.2, None),
+    TissueClass(NECROSIS, "necrosis", (240, 200, 40), 0.06, 0.2, None),
 )
 
 #: Debris fragments in necrosis (karyorrhexis): radius range in µm and count per 1000 µm². Not instances.

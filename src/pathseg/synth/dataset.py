@@ -3,7 +3,8 @@
 Every data set also gets ``synth.json``: the generator parameters and the tissue class table. Per kind:
 
 * ``segmentation``: ``images/`` + ``masks/`` (tissue classes).
-* ``instance``: ``images/`` + ``instances/<id>.tif`` (uint16 nucleus ids) + ``masks/`` (0 background, 1 nucleus)
+* ``instance``: ``images/`` + ``instances/<id>.tif`` (uint16 nucleus ids, uint32 beyond 65535)
+  + ``masks/`` (0 background, 1 nucleus)
   + ``instance_classes/<id>.json`` (every id -> 1, the nucleus class). The tissue class of each nucleus
   (tumour, stroma, lymphocytes) is recorded in ``synth.json`` under ``nucleus_tissue_class``.
 * ``patch_labels``: ``images/`` + ``masks/`` + ``labels.csv`` with one 0/1 column per tissue class (a class is
@@ -74,7 +75,8 @@ def _write_sample(split_dir: Path, sid: str, s: SynthSample, cfg: SynthConfig) -
     if cfg.kind == "instance":
         write_png(split_dir / "masks" / f"{sid}.png", (s.instances > 0).astype(np.uint8))
         (split_dir / "instances").mkdir(parents=True, exist_ok=True)
-        tifffile.imwrite(split_dir / "instances" / f"{sid}.tif", s.instances.astype(np.uint16), compression="zlib")
+        dtype = np.uint16 if s.instances.max() < 2**16 else np.uint32
+        tifffile.imwrite(split_dir / "instances" / f"{sid}.tif", s.instances.astype(dtype), compression="zlib")
         table = {str(i): 1 for i in sorted(s.instance_classes)}
         atomic_write_text(split_dir / "instance_classes" / f"{sid}.json", json.dumps(table) + "\n")
     frac = class_fractions(s.mask)

@@ -47,6 +47,7 @@ def train_tiny_unet(
     lr: float = 3e-3,
     seed: int = 0,
     encoder: str = "resnet18",
+    crop: int | None = None,
     log: Any = None,
 ) -> TrainResult:
     """Train a small U-Net with cross-entropy and random flips, for ``max_epochs`` or ``time_limit_s``.
@@ -61,6 +62,8 @@ def train_tiny_unet(
         lr: AdamW learning rate (cosine-decayed over ``max_epochs``).
         seed: Torch seed (weights and shuffling).
         encoder: smp encoder name.
+        crop: Train on random square crops of this side (a multiple of 16; one offset per batch) to save time;
+            prediction still runs on whole images.
         log: Optional callable receiving a progress line per epoch.
     """
     import torch
@@ -81,6 +84,10 @@ def train_tiny_unet(
         for s in range(0, len(perm), batch_size):
             idx = perm[s : s + batch_size]
             x, y = x_all[idx], y_all[idx]
+            if crop is not None and crop < min(x.shape[-2:]):
+                oy = int(torch.randint(0, x.shape[-2] - crop + 1, (1,), generator=gen))
+                ox = int(torch.randint(0, x.shape[-1] - crop + 1, (1,), generator=gen))
+                x, y = x[..., oy : oy + crop, ox : ox + crop], y[..., oy : oy + crop, ox : ox + crop]
             if torch.rand(1, generator=gen).item() < 0.5:
                 x, y = x.flip(-1), y.flip(-1)
             if torch.rand(1, generator=gen).item() < 0.5:
@@ -89,7 +96,7 @@ def train_tiny_unet(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         sched.step()
         epoch += 1
         loss_value = total / len(perm)

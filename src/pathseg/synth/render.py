@@ -27,7 +27,6 @@ from pathseg.synth.fields import fibre_field, smooth_noise, voronoi_labels
 from pathseg.synth.nuclei import endpoints_inside, rasterise, reject_overlaps, sample_ellipses
 from pathseg.synth.stain import jitter_stains, od_to_rgb
 
-
 CANDIDATES_PER_TARGET = 4  # candidate nuclei drawn per wanted nucleus before overlap rejection
 
 

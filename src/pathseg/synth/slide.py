@@ -25,7 +25,9 @@ from pathseg.synth.render import make_rng, render
 SLIDE_WEIGHTS = (0.0, 0.35, 0.35, 0.18, 0.12)  # region classes inside tissue (no background holes)
 
 
-def slide_layout(rng: np.random.Generator, shape: tuple[int, int], mpp: float, tissue_fraction: float = 0.35) -> np.ndarray:
+def slide_layout(
+    rng: np.random.Generator, shape: tuple[int, int], mpp: float, tissue_fraction: float = 0.35
+) -> np.ndarray:
     """Class map of a slide: a few irregular tissue pieces away from the border, split into tissue regions.
 
     Args:

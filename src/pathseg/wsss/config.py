@@ -91,7 +91,7 @@ class PseudoConfig:
         crf: Refine each pseudo mask with a dense CRF (needs the optional ``pydensecrf2`` package).
         crf_iterations: Mean-field iterations of the CRF.
         batch_size: Images per Grad-CAM batch.
-        max_images: Only the first N training images (``0``: all); for smoke runs.
+        max_images: Only N training patches, spread evenly over the sorted ids (``0``: all); for short runs.
         parity: Reproduce the original argmax exactly: absent classes are multiplied by 0 (so they can win a
             tie at the global minimum) and unlabelled patches go to class 0 instead of ``ignore``.
     """
@@ -149,6 +149,7 @@ class Stage2Config:
         blur: Probability of a Gaussian blur (radius ~ U(0, 1)) of the training image.
         normalize: Input normalisation of the fixed version (``parity``: divide by 255 only).
         val_split: Split used to select the best epoch by mIoU when it exists with masks.
+        max_eval_images: Evaluate only the first N images of each split (0: all); for short budgets.
         parity: Reproduce the original loss: background by a 5th logit of 100, the mean divided again by the
             batch size, and no mean/std normalisation.
         gate: The classification gate at inference.
@@ -170,6 +171,7 @@ class Stage2Config:
     blur: float = 0.5
     normalize: Literal["imagenet", "none"] = "imagenet"
     val_split: str = "val"
+    max_eval_images: int = 0
     parity: bool = False
     gate: GateConfig = field(default_factory=GateConfig)
     num_workers: int = 0

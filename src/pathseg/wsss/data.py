@@ -95,7 +95,7 @@ class PatchLabelSet(Dataset):
         info: Its :class:`DatasetInfo`.
         normalize: ``imagenet`` or ``none`` (divide by 255 only).
         augment: Random horizontal and vertical flips (p 0.5 each), the original's only augmentation.
-        max_items: Keep only the first N patches (0: all).
+        max_items: Keep N patches spread evenly over the sorted ids (0: all).
     """
 
     def __init__(
@@ -105,8 +105,9 @@ class PatchLabelSet(Dataset):
         self.root = Path(root)
         self.split = split
         self.ids, self.labels = read_patch_labels(root, split, info)
-        if max_items > 0:
-            self.ids, self.labels = self.ids[:max_items], self.labels[:max_items]
+        if 0 < max_items < len(self.ids):
+            keep = np.unique(np.linspace(0, len(self.ids) - 1, max_items).round().astype(int))
+            self.ids, self.labels = [self.ids[i] for i in keep], self.labels[keep]
         self.normalize = normalize
         self.augment = augment
 

@@ -99,7 +99,7 @@ def run_stage2(cfg: WsssConfig, info: DatasetInfo, device: str) -> dict[str, Any
     model = create_segmentation_model("deeplabv3plus", s2.encoder, num_fg, encoder_weights=s2.encoder_weights,
                                       output_stride=s2.output_stride)
     common = dict(root=root, num_classes=info.num_classes, exclude_index=info.exclude_index, normalize=norm)
-    val = dict(common, split=s2.val_split) if has_masks(root, s2.val_split) else None
+    val = dict(common, split=s2.val_split, max_images=s2.max_eval_images) if has_masks(root, s2.val_split) else None
     module = Stage2Module(model, weights, info.exclude_index, s2.parity, s2.lr, s2.head_lr_mult, s2.momentum,
                           s2.weight_decay, s2.poly_power, total, val=val)
     print(f"stage2: {len(ds)} patches, layers {weights}, {total} steps, "
@@ -119,11 +119,10 @@ def run_stage2(cfg: WsssConfig, info: DatasetInfo, device: str) -> dict[str, Any
     for split in list_splits(root):
         if split == TRAIN_SPLIT or not has_masks(root, split):
             continue
-        entry = {"no_gate": evaluate(model, split=split, device=device, **common)}  # type: ignore[arg-type]
-        if s2.gate.enabled:
-            entry["gate"] = evaluate(model, split=split, device=device, classifier=classifier,
-                                     classifier_normalize=meta["normalize"], gate_threshold=s2.gate.threshold,
-                                     gate_mode=s2.gate.mode, **common)  # type: ignore[arg-type]
+        gate = classifier if s2.gate.enabled else None
+        entry = evaluate(model, split=split, device=device, classifier=gate, classifier_normalize=meta["normalize"],
+                         gate_threshold=s2.gate.threshold, gate_mode=s2.gate.mode, max_images=s2.max_eval_images,
+                         **common)  # type: ignore[arg-type]
         result["eval"][split] = entry
         shown = entry.get("gate", entry["no_gate"])
         print(f"stage2: {split}: mIoU {_fmt(shown['miou'])} FwIoU {_fmt(shown['fwiou'])} "

@@ -80,6 +80,9 @@ class Stage1Module(L.LightningModule):
             raise FloatingPointError(f"stage 1 loss is {loss.item()} at step {self.global_step} (try a lower lr)")
         exact, jac = label_metrics(logits.detach(), batch["labels"])
         self._epoch_sums.append(loss.item())
+        every = max(self.total_steps // 10, 1)
+        if (self.global_step + 1) % every == 0:
+            print(f"  stage1 step {self.global_step + 1}/{self.total_steps}: loss {loss.item():.4f}", flush=True)
         self.history.append({"step": float(self.global_step), "loss": loss.item(), "exact": exact, "jaccard": jac})
         return loss
 

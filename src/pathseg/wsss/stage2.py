@@ -83,28 +83,39 @@ def padded_logits(model: nn.Module, x: torch.Tensor, multiple: int = 32) -> torc
 def evaluate(
     model: nn.Module, root: Path, split: str, num_classes: int, exclude_index: int | None, normalize: str,
     classifier: nn.Module | None = None, classifier_normalize: str = "none", gate_threshold: float = 0.1,
-    gate_mode: str = "fixed", device: str = "cpu",
+    gate_mode: str = "fixed", device: str = "cpu", max_images: int = 0,
 ) -> dict[str, Any]:
-    """WSSS metrics (per-class IoU, mIoU, FwIoU, pixel accuracy) over one split, optionally gated.
+    """WSSS metrics (per-class IoU, mIoU, FwIoU, pixel accuracy) over one split, ungated and (with a
+    ``classifier``) gated, from one forward pass per image.
 
     Pixels whose true class is ``exclude_index`` are left out (the original sets the prediction to the truth
     there, which is the same for the confusion matrix); the exclude class is left out of the means.
+
+    Returns:
+        ``{"no_gate": metrics}`` plus ``"gate": metrics`` when a classifier is given.
     """
     model.eval()
-    cm = ConfusionMatrix(num_classes, ignore_index=255, exclude_index=exclude_index)
+    cms = {"no_gate": ConfusionMatrix(num_classes, ignore_index=255, exclude_index=exclude_index)}
+    if classifier is not None:
+        classifier.eval()
+        cms["gate"] = ConfusionMatrix(num_classes, ignore_index=255, exclude_index=exclude_index)
     data = MaskedSet(root, split, normalize="none")
-    for i in range(len(data)):
+    picks = list(range(len(data)))
+    if 0 < max_images < len(data):  # spread evenly over the sorted ids
+        picks = sorted({round(i * (len(data) - 1) / max(max_images - 1, 1)) for i in range(max_images)})
+    count = len(picks)
+    for i in picks:
         item = data[i]
         x = item["image"][None].to(device)  # type: ignore[index]
         logits = padded_logits(model, normalize_batch(x, normalize))
+        cms["no_gate"].update(logits.argmax(dim=1)[0].cpu(), item["mask"])
         if classifier is not None:
             probs = torch.sigmoid(classifier(normalize_batch(x, classifier_normalize)))
-            pred = gate_predictions(logits, probs, gate_threshold, gate_mode)
-        else:
-            pred = logits.argmax(dim=1)
-        cm.update(pred[0].cpu(), item["mask"])
-    out = cm.compute()
-    out["num_images"] = len(data)
+            cms["gate"].update(gate_predictions(logits, probs, gate_threshold, gate_mode)[0].cpu(), item["mask"])
+    out = {}
+    for key, cm in cms.items():
+        out[key] = cm.compute()
+        out[key]["num_images"] = count
     return out
 
 
@@ -134,6 +145,9 @@ class Stage2Module(L.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"stage 2 loss is {loss.item()} at step {self.global_step} (try a lower lr)")
         self._losses.append(loss.item())
+        every = max(self.total_steps // 10, 1)
+        if (self.global_step + 1) % every == 0:
+            print(f"  stage2 step {self.global_step + 1}/{self.total_steps}: loss {loss.item():.4f}", flush=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -141,7 +155,7 @@ class Stage2Module(L.LightningModule):
         self._losses = []
         msg = f"  stage2 epoch {self.current_epoch}: loss {mean:.4f}"
         if self.val is not None:
-            m = evaluate(self.model, device=str(self.device.type), **self.val)["miou"]
+            m = evaluate(self.model, device=str(self.device.type), **self.val)["no_gate"]["miou"]
             self.model.train()
             msg += f" val mIoU {m if m is None else round(m, 4)}"
             if m is not None and (self.best_miou is None or m > self.best_miou):

@@ -141,12 +141,16 @@ def convert_monuseg(src: Path, dst: Path, cfg: ConvertConfig) -> ConvertSummary:
     palette = info.palette()
     for split, items in samples.items():
         nuclei: dict[str, int] = {}
+        dropped: dict[str, int] = {}
         for sample_id, img, mask_path, xml in progress(items, f"monuseg {split}", cfg):
             shape = save_image(img, dst / split / "images" / f"{sample_id}.png")
             if xml is not None:
-                inst = polygons_to_instances(read_aperio_polygons(xml), shape)
+                polygons = read_aperio_polygons(xml)
+                inst = polygons_to_instances(polygons, shape)
                 save_instances(dst / split / "instances" / f"{sample_id}.tif", inst)
                 nuclei[sample_id] = int(inst.max())
+                if len(polygons) != nuclei[sample_id]:
+                    dropped[sample_id] = len(polygons) - nuclei[sample_id]
                 fg = (inst > 0).astype(np.uint8)
             elif mask_path is not None:
                 ann = read_annotation(mask_path)
@@ -168,7 +172,8 @@ def convert_monuseg(src: Path, dst: Path, cfg: ConvertConfig) -> ConvertSummary:
             arr = np.asarray(list(nuclei.values()))
             summary.notes.append(f"  nuclei per image: mean {arr.mean():.1f}, min {arr.min()}, max {arr.max()}, "
                                  f"total {arr.sum()}")
-            summary.notes += [f"    {k}: {v}" for k, v in sorted(nuclei.items())]
+            summary.notes += [f"    {k}: {v}" + (f" ({dropped[k]} polygons with no pixel of their own dropped)"
+                                                  if k in dropped else "") for k, v in sorted(nuclei.items())]
     write_dataset_info(dst, info)
     check_counts(summary, "monuseg", EXPECTED)
     return summary

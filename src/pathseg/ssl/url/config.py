@@ -7,6 +7,9 @@ from typing import Literal
 
 from pathseg.errors import ConfigError
 
+STAGES = ("1", "2", "joint")
+Stage = Literal["1", "2", "joint"]
+
 #: H&E statistics of the spec (§2.4): img/255, then per-channel mean/std.
 HE_MEAN = (0.689, 0.504, 0.653)
 HE_STD = (0.200, 0.228, 0.177)
@@ -90,8 +93,8 @@ class ViewConfig:
         """Check sizes and scales."""
         if self.dense_stride < 1:
             raise ConfigError(f"views.dense_stride must be >= 1, got {self.dense_stride}")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise ConfigError(f"views.scales must be positive zoom factors, got {self.scales}")
+        if not self.scales or any(s <= 0 for s in self.scales) or self.scales[0] != 1.0:
+            raise ConfigError(f"views.scales must be positive zoom factors, the native 1.0 first; got {self.scales}")
         if any(k < 1 or k % 2 == 0 for k in self.blur_kernels):
             raise ConfigError(f"views.blur_kernels must be odd positive sides, got {self.blur_kernels}")
 
@@ -113,12 +116,12 @@ class URLConfig:
         dense_dim: Channels of the dense embedding.
         dense_hidden: Channels of the dense head's first 1×1 convolution.
         parity: Reproduce every quirk of the original that changes a loss value: encoder BatchNorm statistics
-            updated in stage 2 and all of ``views.parity``.
+            updated in stage 2 and everything ``views.parity`` does.
         views: View settings.
         superpixels: Superpixel settings.
     """
 
-    stage: Literal["1", "2", "joint"] = "1"
+    stage: str = "1"
     stage1_checkpoint: str = ""
     encoder_file: str = ""
     temperature: float = 0.3
@@ -134,8 +137,10 @@ class URLConfig:
 
     def validate(self) -> None:
         """Check values (the stage-2 starting point is checked by :meth:`check_start`, at run time)."""
+        if self.stage not in STAGES:
+            raise ConfigError(f"url stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
         if self.stage1_checkpoint and self.encoder_file:
-            raise ConfigError("set only one of url.stage1_checkpoint and url.encoder_file")
+            raise ConfigError("set only one of method_args.stage1_checkpoint and method_args.encoder_file")
         if self.temperature <= 0:
             raise ConfigError(f"url.temperature must be positive, got {self.temperature}")
         self.views.validate()
@@ -145,6 +150,6 @@ class URLConfig:
         """Stage 2 needs a stage-1 encoder (the original's shipped config trained on a frozen random one)."""
         if self.stage == "2" and not (self.stage1_checkpoint or self.encoder_file):
             raise ConfigError(
-                "url.stage=2 trains on a frozen encoder: set url.stage1_checkpoint=RUN_DIR (a stage-1 run) "
-                "or url.encoder_file=FILE.safetensors"
+                "url stage 2 trains on a frozen encoder: set method_args.stage1_checkpoint=RUN_DIR (a stage-1 run) "
+                "or method_args.encoder_file=FILE.safetensors"
             )

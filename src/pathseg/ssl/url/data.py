@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
@@ -14,15 +13,13 @@ from torch.utils.data import Dataset
 from pathseg.data.layout import image_path, list_ids, list_splits
 from pathseg.errors import DataError
 from pathseg.io import read_rgb
-from pathseg.ssl.url.config import HE_MEAN, HE_STD, SuperpixelConfig, ViewConfig
+from pathseg.ssl.url.config import HE_MEAN, HE_STD, Stage, SuperpixelConfig, ViewConfig
 from pathseg.ssl.url.superpixels import ensure_superpixels, load_superpixels
 from pathseg.ssl.url.views import make_view, sample_center
 
-Stage = Literal["1", "2", "joint"]
-
 
 def sample_generator() -> torch.Generator:
-    """A generator seeded from the current (per-worker, globally seeded) torch RNG: never a constant seed."""
+    """A generator seeded from torch's RNG (seeded per sample by the engine from the run seed): never a constant."""
     return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from pathseg.errors import DataError, PathsegError
 from pathseg.ssl.base import SSLMethod
-from pathseg.ssl.url.config import URLConfig, ViewConfig
+from pathseg.ssl.url.config import Stage, URLConfig, ViewConfig
 from pathseg.ssl.url.model import URLNet
 from pathseg.ssl.url.objective import URLObjective
 
@@ -25,7 +25,7 @@ ENCODER_FILE = "encoder.safetensors"  # what the engine writes into every run di
 
 
 def effective_views(cfg: URLConfig) -> ViewConfig:
-    """The view settings, with ``url.parity`` switching on the views' parity too."""
+    """The view settings, with the method's ``parity`` switching on the views' parity too."""
     return dataclasses.replace(cfg.views, parity=cfg.views.parity or cfg.parity)
 
 
@@ -65,7 +65,7 @@ class URLMethod(SSLMethod):
     def __init__(
         self,
         backbone: str,
-        stage: Literal["1", "2", "joint"],
+        stage: Stage,
         start_weights: str | os.PathLike[str] | None = None,
         freeze_bn: bool = True,
         global_dim: int = 128,
@@ -101,7 +101,10 @@ class URLMethod(SSLMethod):
             )
 
     def train(self, mode: bool = True) -> URLMethod:
-        """Like ``nn.Module.train``; a frozen encoder keeps BatchNorm in eval mode (``backbone`` is registered twice)."""
+        """Like ``nn.Module.train``, but a frozen encoder keeps BatchNorm in eval mode.
+
+        ``backbone`` is the encoder registered a second time, so the net's own ``train`` must run last.
+        """
         super().train(mode)
         self.net.train(mode)
         return self

@@ -58,9 +58,8 @@ class URLNet(nn.Module):
         self.unet = build_unet(encoder)
         width = int(self.encoder.out_channels[-1])
         self.global_head = nn.Linear(width, global_dim, bias=False)
-        self.dense_head = nn.Sequential(
-            nn.Conv2d(int(self.decoder.blocks[-1].conv2[0].out_channels), dense_hidden, 1), nn.Conv2d(dense_hidden, dense_dim, 1)
-        )
+        decoder_out = int(self.decoder.blocks[-1].conv2[0].out_channels)
+        self.dense_head = nn.Sequential(nn.Conv2d(decoder_out, dense_hidden, 1), nn.Conv2d(dense_hidden, dense_dim, 1))
         self.dense_stride = dense_stride
         self.encoder_frozen = False
         self.freeze_bn_stats = True

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from pathseg.ssl.url.config import Stage
 from pathseg.ssl.url.losses import ImageLevelLoss, PixelLoss, SuperpixelLoss
 from pathseg.ssl.url.model import URLNet
 
@@ -29,7 +30,7 @@ class URLObjective(nn.Module):
 
     def __init__(
         self,
-        stage: Literal["1", "2", "joint"],
+        stage: Stage,
         temperature: float = 0.3,
         pixel_negatives: Literal["prototype", "pixel"] = "prototype",
         superpixel_negatives: Literal["both_views", "other_view"] = "both_views",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pathseg.errors import ConfigError, DataError
 from pathseg.ssl.api import METHODS, BuildContext, MethodSpec
-from pathseg.ssl.url.config import URLConfig
+from pathseg.ssl.url.config import Stage, URLConfig
 
 
 def build_model(cfg: URLConfig, ctx: BuildContext) -> Any:
@@ -19,7 +19,7 @@ def build_model(cfg: URLConfig, ctx: BuildContext) -> Any:
         raise ConfigError(f"url: crop_size must be a multiple of 32 (the U-Net's stride), got {ctx.crop_size}")
     return URLMethod(
         ctx.backbone,
-        stage=cfg.stage,
+        stage=cast(Stage, cfg.stage),
         start_weights=stage1_weights(cfg),
         freeze_bn=not cfg.parity,
         global_dim=cfg.global_dim,
@@ -49,9 +49,9 @@ def build_dataset(cfg: URLConfig, ctx: BuildContext, transform: Any) -> Any:
 
     if not ctx.data.is_dir():
         raise DataError("url needs a data set directory in the canonical layout (not a tile index)", ctx.data)
-    return URLDataset(
-        ctx.data, ctx.splits, cfg.stage, effective_views(cfg), cfg.superpixels, ctx.crop_size, ctx.mean, ctx.std
-    )
+    stage = cast(Stage, cfg.stage)
+    views = effective_views(cfg)
+    return URLDataset(ctx.data, ctx.splits, stage, views, cfg.superpixels, ctx.crop_size, ctx.mean, ctx.std)
 
 
 METHODS.add(
