@@ -14,7 +14,7 @@ from pathseg.cli.main import main
 from pathseg.data.layout import ClassInfo, DatasetInfo, write_dataset_info
 from pathseg.io import read_mask, write_png
 
-SIZE = 64
+SIZE = 32
 
 
 def _make_set(root: Path, with_background: bool) -> Path:
@@ -107,6 +107,14 @@ def test_wsss_parity_without_background(tmp_path: Path, capsys: pytest.CaptureFi
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["pseudo"]["quality"]) == {"deep", "mid"}
     assert not (out / "pseudo" / "shallow").exists()
+    capsys.readouterr()
+    # an interrupted pseudo-mask stage resumes: only the missing mask is generated again
+    (out / "pseudo" / "done.json").unlink()
+    (out / "pseudo" / "mid" / "train" / "masks" / "p3.png").unlink()
+    assert main(["wsss", "--data", str(data), "--out", str(out), *FAST, "--parity", "pseudo.layers=[deep, mid]",
+                 "stage2.layer_weights={deep: 0.5, mid: 0.5}"]) == 0
+    assert "6 patches, 5 done already" in capsys.readouterr().out
+    assert (out / "pseudo" / "mid" / "train" / "masks" / "p3.png").is_file()
 
 
 def test_wsss_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -137,17 +137,18 @@ class PretrainConfig:
     out: str = field(default="", metadata={"help": "run directory"})
     backbone: str = field(default="resnet50", metadata={"help": "timm backbone name"})
     splits: list[str] = field(default_factory=list, metadata={"help": "splits to use (default: all)"})
-    seed: int = 0
-    crop_size: int = 224
-    region_size: int = 0
-    batch_size: int = 256
-    num_workers: int = 4
+    seed: int = field(default=0, metadata={"help": "seed of weights, data order and augmentation"})
+    crop_size: int = field(default=224, metadata={"help": "side of the training views in pixels"})
+    region_size: int = field(default=0, metadata={"help": "random region cut before the views (0: whole image)"})
+    batch_size: int = field(default=256, metadata={"help": "batch size per device"})
+    num_workers: int = field(default=4, metadata={"help": "DataLoader workers per device"})
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     resume: bool = field(default=False, metadata={"help": "continue from OUT/checkpoints/last.ckpt"})
-    resume_from: str = ""
-    overwrite: bool = False
-    method_args: dict[str, Any] = field(default_factory=dict)
+    resume_from: str = field(default="", metadata={"help": "continue from this checkpoint"})
+    overwrite: bool = field(default=False, metadata={"help": "reuse an OUT that holds checkpoints"})
+    method_args: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "set as method_args.KEY=VALUE overrides or in the YAML file"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -5,7 +5,7 @@ DDP, multi-node, AMP, gradient accumulation), trains with checkpoints and exact 
 
     RUN/config.yaml, RUN/run.json, RUN/metrics.json     # pathseg.runs.RunDir
     RUN/checkpoints/last.ckpt (+ epoch=E.ckpt)          # Lightning checkpoints
-    RUN/logs/metrics.csv, RUN/tb/                       # CSV and TensorBoard logs
+    RUN/logs/version_N/metrics.csv, RUN/tb/version_N/   # CSV and TensorBoard logs, one version per (re)start
     RUN/encoder.safetensors                             # the trained backbone (as 'pathseg export' writes it)
 """
 
@@ -143,7 +143,7 @@ def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> 
             gradient_clip_val=tcfg.gradient_clip_val or None, enable_progress_bar=tcfg.progress_bar,
             use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0,
             enable_model_summary=False, callbacks=cbs, default_root_dir=str(out),
-            logger=[CSVLogger(str(out), name="logs", version=""), TensorBoardLogger(str(out), name="tb", version="")],
+            logger=[CSVLogger(str(out), name="logs"), TensorBoardLogger(str(out), name="tb")],  # version_N per (re)start
         )
     except (ValueError, TypeError, RuntimeError) as exc:  # Lightning: bad accelerator/strategy/precision
         raise ConfigError(f"trainer: {str(exc).splitlines()[0]}") from None
@@ -232,6 +232,7 @@ def export_command(cfg: ExportConfig) -> int:
 def pretrain_command(cfg: PretrainConfig) -> int:
     """``pathseg pretrain``."""
     metrics = pretrain(cfg)
-    print(f"pretrained {metrics['method']} for {metrics['steps']} steps in {metrics['seconds']} s: "
-          f"final loss {metrics['final_loss']}, encoder {Path(cfg.out) / ENCODER_FILE}")
+    if _rank_zero():
+            print(f"pretrained {metrics['method']} for {metrics['steps']} steps in {metrics['seconds']} s: "
+              f"final loss {metrics['final_loss']}, encoder {Path(cfg.out) / ENCODER_FILE}")
     return 0

@@ -57,7 +57,7 @@ class SSLModule(L.LightningModule):
         losses = self.method.training_loss(batch)
         n = _batch_size(batch)
         self.log_dict({f"train/{k}": v.detach().float() for k, v in losses.items()}, prog_bar=True,
-                      batch_size=n, sync_dist=False)
+                      batch_size=n, sync_dist=True)  # mean over ranks (a no-op in one process)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
         return losses["loss"]
 

@@ -5,6 +5,7 @@ Torch and segmentation_models_pytorch are imported inside the functions (this mo
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,14 +53,17 @@ def train_tiny_unet(
 ) -> TrainResult:
     """Train a small U-Net with cross-entropy and random flips, for ``max_epochs`` or ``time_limit_s``.
 
+    Without a binding time limit the run is deterministic for ``seed`` (CPU).
+
     Args:
         images: ``[N, H, W, 3]`` uint8 (H, W divisible by 16).
         masks: ``[N, H, W]`` class indices.
         num_classes: Number of output classes.
         max_epochs: Upper bound on epochs.
-        time_limit_s: Training stops after the epoch that crosses this wall time.
+        time_limit_s: Wall-time budget: training stops at the first step after it, and the learning rate follows a
+            cosine decay over the epochs or this budget, whichever runs out first.
         batch_size: Images per step.
-        lr: AdamW learning rate (cosine-decayed over ``max_epochs``).
+        lr: AdamW peak learning rate.
         seed: Torch seed (weights and shuffling).
         encoder: smp encoder name.
         crop: Train on random square crops of this side (a multiple of 16; one offset per batch) to save time;
@@ -73,15 +77,23 @@ def train_tiny_unet(
     model = build_tiny_unet(num_classes, encoder)
     x_all, y_all = _to_tensor(images), torch.from_numpy(masks.astype(np.int64))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs)
     gen = torch.Generator().manual_seed(seed)
     start = time.time()
     epoch, loss_value = 0, float("nan")
     model.train()
-    while epoch < max_epochs and time.time() - start < time_limit_s:
+    done = False
+    while not done and epoch < max_epochs:
         perm = torch.randperm(len(x_all), generator=gen)
-        total = 0.0
+        total, seen = 0.0, 0
         for s in range(0, len(perm), batch_size):
+            # cosine decay over whichever runs out first, the epochs or the time budget (per-epoch steps
+            # when time is not the limit, i.e. the closed form of CosineAnnealingLR(T_max=max_epochs))
+            progress = max(epoch / max_epochs, (time.time() - start) / time_limit_s)
+            if progress >= 1.0:
+                done = True
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * progress))
             idx = perm[s : s + batch_size]
             x, y = x_all[idx], y_all[idx]
             if crop is not None and crop < min(x.shape[-2:]):
@@ -97,11 +109,13 @@ def train_tiny_unet(
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        sched.step()
-        epoch += 1
-        loss_value = total / len(perm)
-        if log is not None:
-            log(f"  epoch {epoch}: loss {loss_value:.3f} ({time.time() - start:.0f} s)")
+            seen += len(idx)
+        if seen:
+            epoch += 1 if seen == len(perm) else 0
+            loss_value = total / seen
+            if log is not None:
+                log(f"  epoch {epoch}{'' if seen == len(perm) else ' (partial)'}: loss {loss_value:.3f} "
+                    f"({time.time() - start:.0f} s)")
     model.eval()
     return TrainResult(model=model, epochs=epoch, seconds=time.time() - start, final_loss=loss_value)
 

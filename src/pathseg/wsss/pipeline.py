@@ -16,6 +16,7 @@ different config for a finished stage is an error (rerun it instead).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,15 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
+def _start_stage(folder: Path, section: dict[str, Any]) -> None:
+    """Record the config a stage starts with; partial outputs of an interrupted run with another config are
+    removed (an interrupted run with the same config resumes)."""
+    started = folder / "started.json"
+    if started.is_file() and json.loads(started.read_text()).get("config") != section:
+        shutil.rmtree(folder, ignore_errors=True)
+    write_json(started, {"config": section})
+
+
 def wsss_command(cfg: WsssConfig) -> int:
     """Run the three stages into ``cfg.out``, skipping finished ones; returns 0."""
     info = _check_data(cfg)
@@ -146,6 +156,8 @@ def wsss_command(cfg: WsssConfig) -> int:
     if cfg.rerun:
         for stage in STAGES[STAGES.index(cfg.rerun):]:
             (out / stage / "done.json").unlink(missing_ok=True)
+            if stage == "pseudo":  # its masks would otherwise be kept as "done already"
+                shutil.rmtree(out / "pseudo", ignore_errors=True)
     metrics: dict[str, Any] = {}
     try:
         for i, stage in enumerate(STAGES):
@@ -159,6 +171,7 @@ def wsss_command(cfg: WsssConfig) -> int:
                 metrics[stage] = done.get("metrics", {})
                 continue
             print(f"[{i + 1}/3] {stage}: running", flush=True)
+            _start_stage(out / stage, _section(cfg, stage))
             L.seed_everything(cfg.seed + i, verbose=False)
             start = time.time()
             metrics[stage] = run_stage(stage, cfg, info, device)
