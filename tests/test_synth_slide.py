@@ -33,7 +33,7 @@ def test_sidecar_and_mask(slide_dir: Path) -> None:
 
     mask = read_mask(slide_dir / rec["mask"])
     assert mask.shape == (120, 160)
-    assert {0, 1, 2}.issubset(set(np.unique(mask).tolist()) | {0}) or len(np.unique(mask)) >= 3
+    assert BACKGROUND in mask and len(np.unique(mask)) >= 3  # glass plus at least two tissue classes
     assert abs(float((mask != BACKGROUND).mean()) - rec["tissue_fraction"]) < 0.05
 
 

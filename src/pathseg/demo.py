@@ -35,9 +35,11 @@ class DemoConfig:
     n_train: int = field(default=64, metadata={"help": "labelled training images"})
     n_test: int = field(default=32, metadata={"help": "held-out test images"})
     n_unlabeled: int = field(default=32, metadata={"help": "unlabeled images (for later pretraining steps)"})
-    epochs: int = field(default=24, metadata={"help": "maximum training epochs of the tiny U-Net"})
+    epochs: int = field(default=20, metadata={"help": "maximum training epochs of the tiny U-Net"})
     crop: int = field(default=64, metadata={"help": "train on random crops of this side (0 = whole images)"})
-    time_limit_s: float = field(default=75.0, metadata={"help": "training stops after the epoch crossing this"})
+    time_limit_s: float = field(
+        default=90.0, metadata={"help": "training time budget in seconds (the cosine LR decays over it)"}
+    )
     encoder: str = field(default="resnet18", metadata={"help": "segmentation_models_pytorch encoder"})
     threads: int = field(default=2, metadata={"help": "torch CPU threads (0 = torch default)"})
     min_miou: float = field(default=0.6, metadata={"help": "mIoU the learnability check expects"})

@@ -143,7 +143,7 @@ def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> 
             gradient_clip_val=tcfg.gradient_clip_val or None, enable_progress_bar=tcfg.progress_bar,
             use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0,
             enable_model_summary=False, callbacks=cbs, default_root_dir=str(out),
-            logger=[CSVLogger(str(out), name="logs"), TensorBoardLogger(str(out), name="tb")],  # version_N per (re)start
+            logger=[CSVLogger(str(out), name="logs"), TensorBoardLogger(str(out), name="tb")],  # version_N each start
         )
     except (ValueError, TypeError, RuntimeError) as exc:  # Lightning: bad accelerator/strategy/precision
         raise ConfigError(f"trainer: {str(exc).splitlines()[0]}") from None
