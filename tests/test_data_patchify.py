@@ -78,6 +78,15 @@ def test_patchify_min_fraction_and_splits(tmp_path: Path) -> None:
     assert not (out / "test").exists()
 
 
+def test_patchify_keep_train_masks(tmp_path: Path) -> None:
+    root = make_set(tmp_path / "seg")
+    out = tmp_path / "p"
+    assert main(["data", "patchify", str(root), "--size", "32", "--out", str(out), "--keep-train-masks"]) == 0
+    masks = sorted(p.stem for p in (out / "train" / "masks").iterdir())
+    assert masks == sorted(read_rows(out / "train" / "labels.csv"))
+    assert check_dataset(out).ok
+
+
 def test_patchify_bad_input_leaves_no_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_set(tmp_path / "seg")
     bad = root / "test" / "images" / "im.png"

@@ -7,7 +7,9 @@ images smaller than ``size`` are skipped.
 
 Output: a ``patch_labels`` data set with the same classes (and ``exclude_index``), ``<split>/labels.csv`` with one
 0/1 column per class (all classes but ``exclude_index``), and the true masks kept in ``<split>/masks/`` for every
-split whose name does not start with ``train`` (validation and test), so WSSS methods can be evaluated there.
+split whose name does not start with ``train`` (validation and test), so WSSS methods can be evaluated there;
+``--keep-train-masks`` keeps them for training splits too, so that pseudo masks can be scored against the truth
+(WSSS training reads only ``labels.csv``).
 Patch ids are ``<image id>_y<row>_x<col>``.
 """
 
@@ -32,6 +34,10 @@ class PatchifyConfig:
     min_fraction: float = field(default=0.05, metadata={"help": "fraction of labelled pixels a class needs"})
     stride: int | None = field(default=None, metadata={"help": "step between patches (default: --size)"})
     splits: list[str] = field(default_factory=list, metadata={"help": "splits to cut (default: all)"})
+    keep_train_masks: bool = field(
+        default=False,
+        metadata={"help": "also keep the true masks of training splits, to measure pseudo-mask quality only"},
+    )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output directory"})
 
     def validate(self) -> None:
@@ -97,7 +103,7 @@ def patchify_dataset(cfg: PatchifyConfig) -> dict[str, int]:
     palette = info.palette()
     with staging_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         for split in splits:
-            keep_masks = not split.startswith("train")
+            keep_masks = cfg.keep_train_masks or not split.startswith("train")
             rows: list[list[str]] = []
             for sample_id in list_ids(cfg.root, split):
                 mpath = mask_path(cfg.root, split, sample_id)
