@@ -27,6 +27,21 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_outputs_have_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with staging_dir(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
 def test_staging_dir_is_all_or_nothing(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     with pytest.raises(RuntimeError), staging_dir(out) as tmp:

@@ -11,23 +11,29 @@ from pathseg.cli.main import main
 
 
 def test_demo_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("segmentation_models_pytorch")
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--size", "64", "--n-train", "8", "--n-test", "4", "--n-unlabeled", "4",
-            "--epochs", "1", "--time-limit-s", "30"]
+    args = ["demo", "--out", str(out), "--size", "64", "--n-train", "8", "--n-test", "4", "--n-unlabeled", "8",
+            "--crop", "64", "--pretrain-steps", "2", "--pretrain-batch-size", "4", "--finetune-steps", "2",
+            "--finetune-batch-size", "2", "--label-fraction", "0.5"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    for step in ("synth", "check", "train", "evaluate", "pictures", "summary"):
+    for step in ("synth", "check", "pretrain", "export", "finetune-random", "finetune-mocov2", "pictures", "summary"):
         assert f"] {step}:" in text
     for name in ("config.yaml", "run.json", "metrics.json", "summary.md", "summary.json", "examples.png",
-                 "predictions.png", "data/seg/dataset.yaml", "data/unlabeled/dataset.yaml"):
+                 "data/seg/dataset.yaml", "data/unlabeled/dataset.yaml", "encoder_mocov2.safetensors",
+                 "finetune_random/metrics.json", "finetune_mocov2/metrics.json",
+                 "finetune_mocov2/seed_0/predictions.png"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert 0.0 <= summary["evaluate"]["miou"] <= 1.0
-    assert summary["train"]["epochs"] in (0, 1)  # 0 when the time budget ends the first epoch
+    for run in ("finetune_random", "finetune_mocov2"):
+        assert 0.0 <= summary[run]["miou"] <= 1.0
+    assert summary["pretrain"]["steps"] == 2
+    cfg_mocov2 = json.loads((out / "finetune_mocov2" / "metrics.json").read_text())
+    assert cfg_mocov2["encoder"].endswith("encoder_mocov2.safetensors")
     run = json.loads((out / "run.json").read_text())
-    assert run["status"] == "completed" and run["metrics"]["miou"] == summary["evaluate"]["miou"]
-    assert "Learnability check" in (out / "summary.md").read_text()
+    assert run["status"] == "completed" and run["metrics"]["miou_random"] == summary["finetune_random"]["miou"]
+    md = (out / "summary.md").read_text()
+    assert "Fine-tuning side by side" in md and "MoCo v2 (this run)" in md
     assert main(args) == 2  # exists: needs --overwrite
     assert capsys.readouterr().err.startswith("error:")
 

@@ -13,6 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: Path, mode: int) -> None:
+    """Give a temporary file or directory the permissions a plain ``open``/``mkdir`` would have."""
+    os.chmod(tmp, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
@@ -34,6 +45,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _publish(tmp, 0o666)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -73,6 +85,7 @@ def staging_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
+        _publish(tmp, 0o777)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
