@@ -7,7 +7,7 @@ COMMANDS = [
         name="demo",
         config="pathseg.demo:DemoConfig",
         run="pathseg.demo:demo_command",
-        help="end-to-end demo on synthetic H&E data: generate, check, train, evaluate, summarise",
+        help="end-to-end demo on synthetic H&E data: generate, check, pretrain, export, fine-tune, summarise",
         example="pathseg demo --out runs/demo --overwrite",
     )
 ]
