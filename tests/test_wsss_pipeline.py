@@ -98,6 +98,15 @@ def test_wsss_pipeline_runs_resumes_and_reports(tmp_path: Path, capsys: pytest.C
     assert main(args) == 0
     assert capsys.readouterr().out.count("done already, skipping") == 2
 
+    # the fully supervised reference: stage 2 again on the true training masks, same budget and evaluation
+    assert main([*args, "stage2.supervision=full"]) == 0
+    assert "6 patches, true masks {'deep': 1.0}" in capsys.readouterr().out
+    assert "test" in json.loads((out / "metrics.json").read_text())["stage2"]["eval"]
+    for p in (data / "train" / "masks").iterdir():
+        p.unlink()
+    assert main([*args, "stage2.supervision=full"]) == 2
+    assert "--keep-train-masks" in capsys.readouterr().err
+
 
 def test_wsss_parity_without_background(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _make_set(tmp_path / "toy", with_background=False)

@@ -154,6 +154,9 @@ class Stage2Config:
             batch size, and no mean/std normalisation.
         gate: The classification gate at inference.
         num_workers: Data loader workers.
+        supervision: ``pseudo``: the multi-layer pseudo masks (the method). ``full``: the data set's true training
+            masks with weight 1 (a fully supervised reference with the same patches, model, budget and
+            evaluation; needs ``train/masks``, e.g. from ``pathseg data patchify --keep-train-masks``).
     """
 
     encoder: str = "resnet18"
@@ -175,6 +178,7 @@ class Stage2Config:
     parity: bool = False
     gate: GateConfig = field(default_factory=GateConfig)
     num_workers: int = 0
+    supervision: Literal["pseudo", "full"] = "pseudo"
 
     def validate(self) -> None:
         """Check the layer weights."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pathseg.config import config_to_dict
-from pathseg.data.layout import DatasetInfo, labels_path, list_splits, read_dataset_info
+from pathseg.data.layout import DatasetInfo, labels_path, list_splits, mask_path, read_dataset_info
 from pathseg.errors import ConfigError, DataError
 from pathseg.runs import RunDir, write_json
 from pathseg.wsss.config import STAGES, WsssConfig
@@ -91,8 +91,14 @@ def run_stage2(cfg: WsssConfig, info: DatasetInfo, device: str) -> dict[str, Any
     num_fg = len(foreground_indices(info))
     ids = PatchLabelSet(root, TRAIN_SPLIT, info, max_items=cfg.pseudo.max_images).ids
     norm = stage2_normalize(s2)
-    ds = PseudoMaskSet(root, TRAIN_SPLIT, ids, {k: out / "pseudo" / k for k in weights}, normalize=norm,
-                       blur=s2.blur)
+    mask_roots = {k: out / "pseudo" / k for k in weights}
+    if s2.supervision == "full":
+        if not has_masks(root, TRAIN_SPLIT):
+            raise ConfigError(f"stage2.supervision=full needs true masks in {root / TRAIN_SPLIT / 'masks'}; "
+                              "make the data set with 'pathseg data patchify --keep-train-masks'")
+        weights, mask_roots = {"deep": 1.0}, {"deep": root}
+        ids = [i for i in ids if mask_path(root, TRAIN_SPLIT, i).is_file()]
+    ds = PseudoMaskSet(root, TRAIN_SPLIT, ids, mask_roots, normalize=norm, blur=s2.blur)
     loader = make_loader(ds, s2)
     total = max(len(loader), 1) * s2.epochs
     if s2.max_steps > 0:
@@ -103,7 +109,8 @@ def run_stage2(cfg: WsssConfig, info: DatasetInfo, device: str) -> dict[str, Any
     val = dict(common, split=s2.val_split, max_images=s2.max_eval_images) if has_masks(root, s2.val_split) else None
     module = Stage2Module(model, weights, info.exclude_index, s2.parity, s2.lr, s2.head_lr_mult, s2.momentum,
                           s2.weight_decay, s2.poly_power, total, val=val)
-    print(f"stage2: {len(ds)} patches, layers {weights}, {total} steps, "
+    kind = "true" if s2.supervision == "full" else "pseudo"
+    print(f"stage2: {len(ds)} patches, {kind} masks {weights}, {total} steps, "
           f"model selection on {'split ' + s2.val_split if val else 'the last epoch'}", flush=True)
     L.Trainer(**trainer_kwargs(device, s2.epochs, s2.max_steps)).fit(module, loader)
     if module.best_state is not None:

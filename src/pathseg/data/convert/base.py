@@ -95,6 +95,21 @@ def image_files(folder: Path, suffixes: tuple[str, ...] = (".png", ".tif", ".tif
                   if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
 
 
+def pair_by_stem(image_dir: Path, mask_dir: Path, what: str = "mask") -> list[tuple[str, Path, Path]]:
+    """``(id, image, mask)`` for every image of ``image_dir``, its mask the file of ``mask_dir`` with its stem.
+
+    Raises:
+        DataError: An image has no file of the same stem in ``mask_dir`` (names the image).
+    """
+    masks = {p.stem: p for p in image_files(mask_dir)}
+    items = []
+    for img in image_files(image_dir):
+        if img.stem not in masks:
+            raise DataError(f"image has no {what} in {mask_dir}", img)
+        items.append((img.stem, img, masks[img.stem]))
+    return items
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
 

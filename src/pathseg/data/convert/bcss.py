@@ -30,8 +30,8 @@ from pathseg.data.convert.base import (
     ConvertSummary,
     check_counts,
     find_dir,
-    image_files,
     is_repacked,
+    pair_by_stem,
     progress,
     read_annotation,
     repacked_splits,
@@ -81,13 +81,7 @@ def _samples(src: Path) -> dict[str, list[tuple[str, Path, Path]]]:
         pairs = {s: (root / s / "images", root / s / "masks") for s in repacked_splits(root)}
     out: dict[str, list[tuple[str, Path, Path]]] = {}
     for split, (img_dir, mask_dir) in pairs.items():
-        masks = {p.stem: p for p in image_files(mask_dir)}
-        items = []
-        for img in image_files(img_dir):
-            if img.stem not in masks:
-                raise DataError(f"image has no mask in {mask_dir}", img)
-            items.append((img.stem, img, masks[img.stem]))
-        out[split] = items
+        out[split] = pair_by_stem(img_dir, mask_dir)
     return out
 
 

@@ -19,8 +19,8 @@ from pathseg.data.convert.base import (
     ConvertSummary,
     check_counts,
     find_dir,
-    image_files,
     is_repacked,
+    pair_by_stem,
 )
 from pathseg.data.convert.gland import GLAND_CLASSES, Sample, write_gland_set
 from pathseg.data.convert.glas import repacked_samples
@@ -37,13 +37,7 @@ def _official(root: Path) -> dict[str, list[Sample]]:
         d = root / folder
         if not (d / "Images").is_dir():
             continue
-        ann = {p.stem: p for p in image_files(d / "Annotation")}
-        items: list[Sample] = []
-        for img in image_files(d / "Images"):
-            if img.stem not in ann:
-                raise DataError(f"image has no annotation in {folder}/Annotation", img)
-            items.append((img.stem, img, ann[img.stem]))
-        samples[split] = items
+        samples[split] = list(pair_by_stem(d / "Images", d / "Annotation", "annotation"))
     return samples
 
 

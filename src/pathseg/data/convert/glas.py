@@ -25,6 +25,7 @@ from pathseg.data.convert.base import (
     find_dir,
     image_files,
     is_repacked,
+    pair_by_stem,
     repacked_splits,
     write_labels,
 )
@@ -53,13 +54,7 @@ def repacked_samples(root: Path, mask_dir: str = "masks") -> dict[str, list[Samp
     """Samples of a re-packed layout: ``<split>/images/<id>.*`` with ``<split>/<mask_dir>/<id>.*``."""
     samples: dict[str, list[Sample]] = {}
     for split in repacked_splits(root):
-        masks = {p.stem: p for p in image_files(root / split / mask_dir)}
-        items: list[Sample] = []
-        for img in image_files(root / split / "images"):
-            if img.stem not in masks:
-                raise DataError(f"image has no mask in {split}/{mask_dir}/", img)
-            items.append((img.stem, img, masks[img.stem]))
-        samples[split] = items
+        samples[split] = list(pair_by_stem(root / split / "images", root / split / mask_dir))
     return samples
 
 
