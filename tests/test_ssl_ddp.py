@@ -93,7 +93,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow  # ~30 s idle, over a minute on the shared 2-core box (two spawned processes)
 @pytest.mark.parametrize("method", ["mocov2", "densecl"])
 def test_two_ranks_equal_one_process(method: str) -> None:
     torch.set_num_threads(1)

@@ -98,7 +98,6 @@ def _method_state(run: Path) -> dict[str, torch.Tensor]:
     return method.state_dict()
 
 
-@pytest.mark.slow  # three tiny Lightning runs: ~20 s idle, about a minute on the shared box
 @pytest.mark.parametrize("method", ["mocov2", "densecl"])
 def test_kill_mid_epoch_and_resume_gives_same_weights(data: Path, tmp_path: Path, method: str) -> None:
     # 12 images, batch 4: 3 batches per epoch; killed after step 4 (epoch 1, batch 1), 5 steps in all

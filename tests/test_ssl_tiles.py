@@ -16,7 +16,6 @@ from ssl_helpers import one_thread
 _threads = pytest.fixture(autouse=True)(one_thread)
 
 
-@pytest.mark.slow  # tiling a slide + a tiny Lightning run: ~50 s on the shared box
 def test_pretrain_from_tile_index(tmp_path: Path) -> None:
     img, _ = synthetic_slide(h=768, w=1024, seed=0)
     write_pyramidal_tiff(tmp_path / "s0.tiff", img, mpp=0.5, compression="deflate")
