@@ -98,3 +98,48 @@ def test_evaluate_refuses_a_directory_without_models(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["evaluate", "--run", str(tmp_path / "empty"), "--data", str(data)]) == 2
     assert "no seed_<s>/model.json" in capsys.readouterr().err
+
+
+def test_interrupted_finetune_resumes_finished_seeds(tmp_path, capsys, monkeypatch):
+    import pathseg.tasks.finetune as ft
+
+    data = make_segmentation_set(tmp_path / "d", splits={"train": 2, "test": 1})
+    out = tmp_path / "run"
+    args = ["finetune", "--data", str(data), "--encoder", "random", "--out", str(out), "--seeds", "0,1",
+            "--crop-size", "64", *FAST]
+    real = ft.train_one_seed
+    trained: list[int] = []
+
+    def killed_at_seed_1(cfg, data, info, seed, *rest):
+        if seed == 1:
+            raise KeyboardInterrupt  # as if killed while training seed 1
+        trained.append(seed)
+        return real(cfg, data, info, seed, *rest)
+
+    monkeypatch.setattr(ft, "train_one_seed", killed_at_seed_1)
+    assert main(args) != 0
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written under the final name
+    partial = tmp_path / ".run.partial"
+    assert (partial / "seed_0" / "metrics.json").is_file()
+    seed0 = json.loads((partial / "seed_0" / "metrics.json").read_text())
+
+    def count(cfg, data, info, seed, *rest):
+        trained.append(seed)
+        return real(cfg, data, info, seed, *rest)
+
+    monkeypatch.setattr(ft, "train_one_seed", count)
+    assert main(args) == 0
+    assert trained == [0, 1]  # seed 0 once before the interruption, seed 1 once after it
+    assert "seed 0: finished already" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["per_seed"]["0"]["miou"] == seed0["miou"] and set(metrics["per_seed"]) == {"0", "1"}
+    assert not partial.exists() and not (out / ".resume-key.json").exists()
+
+    # a partial run with another config is started afresh, not mixed in
+    monkeypatch.setattr(ft, "train_one_seed", killed_at_seed_1)
+    assert main([*args, "--overwrite"]) != 0
+    trained.clear()
+    monkeypatch.setattr(ft, "train_one_seed", count)
+    assert main([*args, "--overwrite", "optim.lr=0.0005"]) == 0
+    assert trained == [0, 1]

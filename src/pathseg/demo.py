@@ -171,7 +171,7 @@ def step_export(state: DemoState) -> str:
 def _finetune(state: DemoState, encoder: str, name: str) -> str:
     from pathseg.config import load_config
     from pathseg.tasks.config import FinetuneConfig
-    from pathseg.tasks.finetune import finetune_command
+    from pathseg.tasks.finetune import finetune
 
     cfg = state.cfg
     out = state.root / name
@@ -185,10 +185,7 @@ def _finetune(state: DemoState, encoder: str, name: str) -> str:
         "optim": {"lr": 2e-3, "warmup_steps": max(cfg.finetune_steps // 10, 1)},
         "inference": {"batch_size": 8, "num_examples": 3},
     }
-    finetune_command(load_config(FinetuneConfig, values=values))
-    import json
-
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = finetune(load_config(FinetuneConfig, values=values))
     state.results[name] = {"encoder": Path(encoder).name, "miou": metrics.get("miou"),
                            "mdice": metrics.get("mdice"), "pixel_accuracy": metrics.get("pixel_accuracy"),
                            "iou_per_class": metrics.get("iou_per_class")}

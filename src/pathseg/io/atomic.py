@@ -6,11 +6,13 @@ Nothing half-written is ever left under the final name, even when the process is
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -92,3 +94,40 @@ def staging_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def resumable_dir(path: str | os.PathLike[str], key: dict[str, Any], overwrite: bool = False) -> Iterator[Path]:
+    """Like :func:`staging_dir`, but the temporary directory survives a failure so that work can resume.
+
+    The directory is built as ``.NAME.partial`` beside ``path``. When such a directory exists and was started
+    with the same ``key`` (e.g. the resolved config), it is reused and its finished parts can be skipped;
+    otherwise it is started afresh. On success it is renamed to ``path``. ``path`` itself never holds a
+    partial result.
+
+    Args:
+        path: The final directory; it must not exist unless ``overwrite`` is true.
+        key: JSON-serialisable identity of the work; a partial directory with another key is discarded.
+        overwrite: Replace an existing directory at ``path``.
+
+    Yields:
+        The partial directory to fill.
+    """
+    from pathseg.errors import PathsegError
+
+    final = Path(path)
+    if final.exists() and not overwrite:
+        raise PathsegError("output directory exists already (choose another --out or pass --overwrite)", final)
+    partial = final.parent / f".{final.name}.partial"
+    key_file = partial / ".resume-key.json"
+    text = json.dumps(key, sort_keys=True, default=str)
+    if partial.exists() and (not key_file.is_file() or key_file.read_text() != text):
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(key_file, text)
+    yield partial
+    key_file.unlink()
+    _publish(partial, 0o777)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)

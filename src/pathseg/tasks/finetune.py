@@ -117,16 +117,35 @@ def train_one_seed(
         metrics, examples = evaluate_classification(module.model, cls_ds, info.num_classes, device), []
     metrics.update(num_train_images=len(train_ids), weights="best" if selected else "last",
                    best_val_score=module.best_score if selected else None)
-    write_json(folder / "metrics.json", metrics)
     plot_curves(folder / "logs" / "metrics.csv", folder / "curves.png", title=f"seed {seed}")
     write_pictures(folder, metrics, spec, examples)
+    write_json(folder / "metrics.json", metrics)  # last: marks the seed as finished for a resumed run
     return metrics
 
 
-def finetune_command(cfg: FinetuneConfig) -> int:
-    """Fine-tune over every seed, then write mean ± std test metrics into ``RUN/metrics.json``."""
+def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune over every seed, then write mean ± std test metrics into ``RUN/metrics.json``.
+
+    The run is built in ``.NAME.partial`` beside ``cfg.out`` and renamed when every seed is done; after an
+    interruption, the same command continues there and skips the seeds that had finished.
+
+    Args:
+        cfg: The resolved config (the same object ``pathseg finetune`` builds from its flags).
+
+    Returns:
+        The metrics written to ``metrics.json``: mean and ``*_std`` over seeds, ``per_seed``, and the run's
+        task, test split, label fraction, encoder and class names.
+
+    Raises:
+        ConfigError: A data set of the wrong task or a bad encoder file.
+        DataError: Missing or inconsistent data.
+    """
+    import json
+    import shutil
+
+    from pathseg.config import config_to_dict
     from pathseg.data.split import resolve_ids
-    from pathseg.io import staging_dir
+    from pathseg.io import resumable_dir
     from pathseg.runs import RunDir
     from pathseg.tasks.common import aggregate_seeds, resolve_encoder
 
@@ -146,15 +165,29 @@ def finetune_command(cfg: FinetuneConfig) -> int:
     print(f"finetune {cfg.task}: {enc.timm_name} ({'random init' if enc.weights is None else enc.weights}), "
           f"train={cfg.train_split} x{cfg.label_fraction:g}, val={cfg.val_split if val else 'none'}, "
           f"test={cfg.test_split}, seeds={cfg.seeds}")
-    with staging_dir(out, cfg.overwrite) as tmp:
+    key = {k: v for k, v in config_to_dict(cfg).items() if k != "overwrite"}
+    with resumable_dir(out, key, cfg.overwrite) as tmp:
         run = RunDir(tmp, cfg, seed=cfg.seeds[0])
         per_seed: dict[str, dict[str, Any]] = {}
         for seed in cfg.seeds:
-            per_seed[str(seed)] = train_one_seed(cfg, data, info, seed, tmp / f"seed_{seed}", train, val, test)
+            folder = tmp / f"seed_{seed}"
+            if (folder / "metrics.json").is_file():  # finished before an interruption, same config
+                print(f"seed {seed}: finished already (resumed run), skipping", flush=True)
+                per_seed[str(seed)] = json.loads((folder / "metrics.json").read_text())
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            per_seed[str(seed)] = train_one_seed(cfg, data, info, seed, folder, train, val, test)
         result = aggregate_seeds(per_seed)
         result.update(task=cfg.task, test_split=cfg.test_split, label_fraction=cfg.label_fraction,
                       encoder=str(cfg.encoder), backbone=enc.timm_name, class_names=info.class_names)
         run.finish(result)
+    return result
+
+
+def finetune_command(cfg: FinetuneConfig) -> int:
+    """``pathseg finetune``: :func:`finetune`, then one summary line."""
+    result = finetune(cfg)
+    out = require_paths(cfg)[1]
     key = "miou" if cfg.task == "segmentation" else "balanced_accuracy"
     value, std = result.get(key), result.get(f"{key}_std")
     shown = "n/a" if value is None else f"{value:.4f} ± {std or 0.0:.4f}"
