@@ -107,7 +107,7 @@ class MonitorConfig:
 
 @dataclass
 class PretrainConfig:
-    """Self-supervised pretraining of a backbone with a registered method (mocov2, densecl, ...).
+    """Self-supervised pretraining of a backbone with a registered method (mocov2, densecl, url).
 
     Args:
         method: Method name (``pathseg pretrain --list-methods`` is not needed: see docs/pretraining.md).
@@ -132,7 +132,7 @@ class PretrainConfig:
         monitor: Optional kNN monitor.
     """
 
-    method: str = field(default="mocov2", metadata={"help": "pretraining method (mocov2, densecl, ...)"})
+    method: str = field(default="mocov2", metadata={"help": "pretraining method (mocov2, densecl, url)"})
     data: str = field(default="", metadata={"help": "data set directory or tiles.csv"})
     out: str = field(default="", metadata={"help": "run directory"})
     backbone: str = field(default="resnet50", metadata={"help": "timm backbone name"})
