@@ -147,3 +147,16 @@ def test_crf_needs_optional_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
     with pytest.raises(ConfigError, match="pydensecrf2"):
         require_crf()
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "wsss").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_shipped_config_runs(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _make_set(tmp_path / "toy", with_background=True)
+    out = tmp_path / "run"
+    args = ["wsss", "--config", str(config), "--data", str(data), "--out", str(out), *FAST, "stage1.epochs=1",
+            "pseudo.max_images=3", "stage2.max_eval_images=1"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["status"] == "completed"
