@@ -78,19 +78,11 @@ def staging_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     Yields:
         The temporary directory to fill.
     """
-    from pathseg.errors import PathsegError
-
-    final = Path(path)
-    if final.exists() and not overwrite:
-        raise PathsegError("output directory exists already (choose another --out or pass --overwrite)", final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final = _free_target(path, overwrite)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
-        _publish(tmp, 0o777)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _move_into_place(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -113,11 +105,7 @@ def resumable_dir(path: str | os.PathLike[str], key: dict[str, Any], overwrite: 
     Yields:
         The partial directory to fill.
     """
-    from pathseg.errors import PathsegError
-
-    final = Path(path)
-    if final.exists() and not overwrite:
-        raise PathsegError("output directory exists already (choose another --out or pass --overwrite)", final)
+    final = _free_target(path, overwrite)
     partial = final.parent / f".{final.name}.partial"
     key_file = partial / ".resume-key.json"
     text = json.dumps(key, sort_keys=True, default=str)
@@ -127,7 +115,23 @@ def resumable_dir(path: str | os.PathLike[str], key: dict[str, Any], overwrite: 
     atomic_write_text(key_file, text)
     yield partial
     key_file.unlink()
-    _publish(partial, 0o777)
+    _move_into_place(partial, final)
+
+
+def _free_target(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """``path`` as a Path after checking that it may be written; creates its parent."""
+    from pathseg.errors import PathsegError
+
+    final = Path(path)
+    if final.exists() and not overwrite:
+        raise PathsegError("output directory exists already (choose another --out or pass --overwrite)", final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Give ``tmp`` normal permissions and rename it to ``final`` (replacing it)."""
+    _publish(tmp, 0o777)
     if final.exists():
         shutil.rmtree(final)
-    os.replace(partial, final)
+    os.replace(tmp, final)
