@@ -142,9 +142,7 @@ def _check_masks(
             report.add(path, exc.message)
             continue
         stats.masks += 1
-        if sample_id in sizes and mask.shape != sizes[sample_id]:
-            report.add(path, f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size "
-                             f"{sizes[sample_id][1]}x{sizes[sample_id][0]}")
+        if _size_differs(path, "mask", mask.shape, sizes.get(sample_id), report):
             continue
         if mask.dtype != np.uint8:
             report.add(path, f"mask must be 8-bit, got {mask.dtype}")
@@ -158,6 +156,15 @@ def _check_masks(
         counts += hist
     stats.class_pixels = {names[i]: int(counts[i]) for i in sorted(names)}
     stats.ignored_pixels = int(counts[info.ignore_index]) if 0 <= info.ignore_index < 256 else 0
+
+
+def _size_differs(path: Path, what: str, shape: tuple[int, ...], image_shape: tuple[int, int] | None,
+                  report: CheckReport) -> bool:
+    """Report ``path`` when its ``shape`` differs from its image's ``(H, W)``; returns whether it did."""
+    if image_shape is None or shape == image_shape:
+        return False
+    report.add(path, f"{what} size {shape[1]}x{shape[0]} differs from image size {image_shape[1]}x{image_shape[0]}")
+    return True
 
 
 def _check_instances(split_dir: Path, images: dict[str, Path], sizes: dict[str, tuple[int, int]],
@@ -177,9 +184,7 @@ def _check_instances(split_dir: Path, images: dict[str, Path], sizes: dict[str, 
         if inst.ndim != 2 or not np.issubdtype(inst.dtype, np.integer):
             report.add(path, f"instance map must be a 2-D integer array, got {inst.dtype} {inst.shape}")
             continue
-        if sample_id in sizes and inst.shape != sizes[sample_id]:
-            report.add(path, f"instance map size {inst.shape[1]}x{inst.shape[0]} differs from image size "
-                             f"{sizes[sample_id][1]}x{sizes[sample_id][0]}")
+        if _size_differs(path, "instance map", inst.shape, sizes.get(sample_id), report):
             continue
         if inst.size and int(inst.min()) < 0:
             report.add(path, "instance ids must be >= 0")
