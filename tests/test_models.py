@@ -63,12 +63,14 @@ def test_load_weights_strips_prefixes_and_reports(tmp_path: Path) -> None:
     state["module.backbone.extra_head.weight"] = torch.zeros(3)
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "w.ckpt")
     dst = create_encoder("resnet18")
-    report = load_weights(dst, tmp_path / "w.ckpt")
+    with pytest.raises(PathsegError, match=r"extra_head\.weight"):
+        load_weights(dst, tmp_path / "w.ckpt")  # strict by default
+    report = load_weights(dst, tmp_path / "w.ckpt", allow_partial=True)
     assert report.missing == [] and report.unexpected == ["extra_head.weight"]
     assert len(report.matched) == len(src.state_dict())
     for k, v in src.state_dict().items():
         assert torch.equal(v, dst.state_dict()[k])
-    with pytest.raises(PathsegError, match="1 unexpected"):
+    with pytest.raises(PathsegError, match=r"1 file tensors the model does not have.*--allow-partial-weights"):
         load_weights(dst, tmp_path / "w.ckpt", strict=True)
 
 

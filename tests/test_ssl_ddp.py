@@ -61,9 +61,14 @@ def _train(model: Any, batches: list[dict[str, torch.Tensor]], rank: int, world:
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5, momentum=0.9)
     losses, grads = [], {}
     per = GLOBAL_BATCH // world
+    extra: dict[str, torch.Tensor] = {}
     for step, batch in enumerate(batches):
         local = {k: v[rank * per:(rank + 1) * per] for k, v in batch.items()}
         model.on_step_start(step, STEPS)
+        if step == 0:  # the keys of the whole global batch, straight from the key encoder (BN in eval mode)
+            with torch.no_grad():
+                feat = model.key_backbone.forward_features(batch["view2"]).mean((2, 3))
+                extra["global_keys"] = torch.nn.functional.normalize(model.key_head(feat), dim=1)
         opt.zero_grad()
         loss = wrapped(local)
         loss.backward()
@@ -74,7 +79,10 @@ def _train(model: Any, batches: list[dict[str, torch.Tensor]], rank: int, world:
         losses.append(float(mean))
         grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
         opt.step()
-    return {"losses": losses, "grads": grads, "state": {k: v.clone() for k, v in model.state_dict().items()}}
+        if step == 0:
+            extra["queue_after_first"] = model.queue.queue[:GLOBAL_BATCH].clone()
+    return {"losses": losses, "grads": grads, "state": {k: v.clone() for k, v in model.state_dict().items()},
+            **extra}
 
 
 def _worker(rank: int, world: int, port: int, method: str, out: str) -> None:
@@ -102,7 +110,8 @@ def test_two_ranks_equal_one_process(method: str) -> None:
         mp.start_processes(_worker, args=(2, _free_port(), method, tmp), nprocs=2, join=True,
                            start_method="spawn")
         ranks = [torch.load(Path(tmp) / f"rank{r}.pt", weights_only=True) for r in range(2)]
-    for res in ranks:
+    for res in ranks:  # every rank's queue holds the keys of both ranks' samples, in rank order
+        assert torch.allclose(res["queue_after_first"], single["global_keys"], atol=1e-5)
         assert res["losses"] == pytest.approx(single["losses"], rel=1e-5, abs=1e-6)
         assert set(res["grads"]) == set(single["grads"])
         for name, g in single["grads"].items():

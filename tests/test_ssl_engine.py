@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,47 @@ def test_shipped_configs_load_and_run_two_steps(config: Path, data: Path, tmp_pa
         "trainer.precision=32-true", "trainer.progress_bar=false", "checkpoint.keep_every_n_epochs=0"])
     metrics = pretrain(cfg)
     assert metrics["steps"] == 2 and torch.isfinite(torch.tensor(metrics["final_loss"]))
+
+
+class KillAtMicroBatch(L.Callback):
+    """Raises at the start of the N-th micro-batch (0-based), i.e. in the middle of an accumulation window."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.seen = at, 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.seen == self.at:
+            raise Killed(f"killed at micro-batch {self.at}")
+        self.seen += 1
+
+
+def test_kill_during_gradient_accumulation_and_resume(data: Path, tmp_path: Path) -> None:
+    def cfg_of(out: Path) -> PretrainConfig:
+        cfg = _resume_cfg(data, out, "mocov2")
+        cfg.trainer.accumulate_grad_batches, cfg.trainer.max_steps = 2, 3
+        return cfg
+
+    full = pretrain(cfg_of(tmp_path / "full"))
+    assert full["steps"] == 3
+    cfg = cfg_of(tmp_path / "part")
+    # 3 micro-batches per epoch: 0+1 -> step 1, 2 -> step 2 (epoch end); killed after micro-batch 3, mid step 3
+    with pytest.raises(Killed):
+        pretrain(cfg, callbacks=[KillAtMicroBatch(4)])
+    assert torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert json.loads((tmp_path / "part" / "run.json").read_text())["status"] == "failed"
+    cfg.resume = True
+    assert pretrain(cfg)["steps"] == 3
+    a, b = _method_state(tmp_path / "full"), _method_state(tmp_path / "part")
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_resume_without_checkpoint_warns_and_starts_fresh(data: Path, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    cfg = _resume_cfg(data, tmp_path / "fresh", "mocov2")
+    cfg.resume, cfg.trainer.max_steps = True, 2
+    with caplog.at_level("WARNING", logger="pathseg"):
+        metrics = pretrain(cfg)
+    assert "no " in caplog.text and "starting from scratch" in caplog.text
+    assert metrics["steps"] == 2
+    assert json.loads((tmp_path / "fresh" / "run.json").read_text())["status"] == "completed"

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from pathseg.ssl.base import Queue
 from pathseg.ssl.densecl import DenseCLLoss, dense_positives
 from pathseg.ssl.losses import QueueInfoNCE
-from pathseg.ssl.module import warmup_cosine
 from pathseg.ssl.monitor import knn_accuracy
 from ssl_helpers import one_thread
 
@@ -102,12 +101,3 @@ def test_knn_accuracy_matches_vote_loop() -> None:
             votes[y] += math.exp(s / 0.1)
         correct += int(np.argmax(votes) == int(yte[i]))
     assert knn_accuracy(tr, ytr, te, yte, k=5, temperature=0.1) == pytest.approx(correct / 7)
-
-
-def test_warmup_cosine_schedule() -> None:
-    assert warmup_cosine(0, 4, 20) == pytest.approx(0.25)
-    assert warmup_cosine(3, 4, 20) == pytest.approx(1.0)
-    assert warmup_cosine(4, 4, 20) == pytest.approx(1.0)
-    assert warmup_cosine(12, 4, 20) == pytest.approx(0.5)
-    assert warmup_cosine(20, 4, 20) == pytest.approx(0.0, abs=1e-12)
-    assert warmup_cosine(10, 0, 20, cosine=False) == 1.0

@@ -9,7 +9,6 @@ import pytest
 
 from pathseg.errors import ConfigError, DataError
 from pathseg.tasks.common import ModelSpec, aggregate_seeds, resolve_encoder
-from pathseg.tasks.module import warmup_cosine
 from pathseg.tasks.pictures import plot_confusion, plot_curves, plot_overlays
 from tasks_helpers import write_encoder_file
 
@@ -51,14 +50,6 @@ def test_resolve_encoder(tmp_path):
         resolve_encoder(str(path), "vit_small_patch16_224")
     with pytest.raises(DataError, match="not found"):
         resolve_encoder(str(tmp_path / "nope.safetensors"))
-
-
-def test_warmup_cosine():
-    assert warmup_cosine(0, 10, 100) == pytest.approx(0.1)
-    assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)
-    assert warmup_cosine(10, 10, 100) == pytest.approx(1.0)
-    assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
-    assert warmup_cosine(100, 10, 100) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_pictures(tmp_path):

@@ -24,7 +24,7 @@ def test_configs_exist():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_loads_and_runs(path, tmp_path, capsys):
-    cfg = load_config(FinetuneConfig, path)
+    cfg = load_config(FinetuneConfig, path, values={"data": "d", "out": "o"})  # data and out come from flags
     if cfg.task == "segmentation":
         data = make_segmentation_set(tmp_path / "d", splits={"train": 2, cfg.test_split: 1}, size=(64, 70))
     else:

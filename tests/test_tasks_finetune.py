@@ -36,9 +36,9 @@ def test_finetune_segmentation_then_evaluate(tmp_path, capsys):
 
     code = main(["evaluate", "--run", str(out), "--data", str(data), "--split", "test"])
     assert code == 0
-    again = json.loads((out / "eval_test.json").read_text())
+    again = json.loads((out / "eval_synth_test.json").read_text())
     assert again["miou"] == pytest.approx(metrics["miou"], abs=1e-6)
-    assert (out / "seed_1" / "eval_test_predictions.png").is_file()
+    assert (out / "seed_1" / "eval_synth_test_predictions.png").is_file()
 
 
 def test_finetune_with_encoder_file_and_frozen_encoder(tmp_path, capsys):
@@ -73,7 +73,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     assert main(["finetune", "--data", str(data), "--out", str(tmp_path / "r"), "--encoder", "missing.st"]) == 2
     assert "encoder file not found" in capsys.readouterr().err
     assert main(["finetune", "--out", str(tmp_path / "r")]) == 2
-    assert "--data is required" in capsys.readouterr().err
+    assert "missing required value 'data' (give --data" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
@@ -89,7 +89,7 @@ def test_finetune_classification(tmp_path, capsys):
     assert (out / "seed_0" / "confusion_matrix.png").is_file()
     assert metrics["per_seed"]["0"]["weights"] == "best"
     assert main(["evaluate", "--run", str(out), "--data", str(data), "--split", "test"]) == 0
-    again = json.loads((out / "eval_test.json").read_text())
+    again = json.loads((out / "eval_synth_test.json").read_text())
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
 
 
@@ -107,16 +107,16 @@ def test_interrupted_finetune_resumes_finished_seeds(tmp_path, capsys, monkeypat
     out = tmp_path / "run"
     args = ["finetune", "--data", str(data), "--encoder", "random", "--out", str(out), "--seeds", "0,1",
             "--crop-size", "64", *FAST]
-    real = ft.train_one_seed
+    real = ft.run_seed
     trained: list[int] = []
 
-    def killed_at_seed_1(cfg, data, info, seed, *rest):
-        if seed == 1:
+    def killed_at_seed_1(cfg, plan):
+        if plan.seed == 1:
             raise KeyboardInterrupt  # as if killed while training seed 1
-        trained.append(seed)
-        return real(cfg, data, info, seed, *rest)
+        trained.append(plan.seed)
+        return real(cfg, plan)
 
-    monkeypatch.setattr(ft, "train_one_seed", killed_at_seed_1)
+    monkeypatch.setattr(ft, "run_seed", killed_at_seed_1)
     assert main(args) != 0
     assert "interrupted" in capsys.readouterr().err
     assert not out.exists()  # nothing half-written under the final name
@@ -124,11 +124,11 @@ def test_interrupted_finetune_resumes_finished_seeds(tmp_path, capsys, monkeypat
     assert (partial / "seed_0" / "metrics.json").is_file()
     seed0 = json.loads((partial / "seed_0" / "metrics.json").read_text())
 
-    def count(cfg, data, info, seed, *rest):
-        trained.append(seed)
-        return real(cfg, data, info, seed, *rest)
+    def count(cfg, plan):
+        trained.append(plan.seed)
+        return real(cfg, plan)
 
-    monkeypatch.setattr(ft, "train_one_seed", count)
+    monkeypatch.setattr(ft, "run_seed", count)
     assert main(args) == 0
     assert trained == [0, 1]  # seed 0 once before the interruption, seed 1 once after it
     assert "seed 0: finished already" in capsys.readouterr().out
@@ -137,9 +137,9 @@ def test_interrupted_finetune_resumes_finished_seeds(tmp_path, capsys, monkeypat
     assert not partial.exists() and not (out / ".resume-key.json").exists()
 
     # a partial run with another config is started afresh, not mixed in
-    monkeypatch.setattr(ft, "train_one_seed", killed_at_seed_1)
+    monkeypatch.setattr(ft, "run_seed", killed_at_seed_1)
     assert main([*args, "--overwrite"]) != 0
     trained.clear()
-    monkeypatch.setattr(ft, "train_one_seed", count)
+    monkeypatch.setattr(ft, "run_seed", count)
     assert main([*args, "--overwrite", "optim.lr=0.0005"]) == 0
     assert trained == [0, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -61,3 +62,47 @@ def test_bad_arguments(conv1x1):
         sliding_window_predict(conv1x1, torch.randn(3, 8, 8), window=8, overlap=1.0)
     with pytest.raises(ValueError, match="num_classes"):
         sliding_window_predict(conv1x1, torch.randn(3, 8, 8), window=8, num_classes=3)
+
+
+class _WindowDependent(torch.nn.Module):
+    """Output = input channel 0 + the window's mean: differs between windows, so the blending shows."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] + x.mean(dim=(1, 2, 3), keepdim=True)
+
+
+def _gauss(window: int) -> np.ndarray:
+    """The documented window weights, written independently: σ = window / 8, peak 1, floor 1e-3."""
+    c = (window - 1) / 2
+    g = np.array([np.exp(-((i - c) ** 2) / (2 * (window / 8) ** 2)) for i in range(window)])
+    w = np.outer(g, g)
+    return np.maximum(w / w.max(), 1e-3)
+
+
+def _by_hand(image: np.ndarray, window: int, stride: int, weights: np.ndarray) -> np.ndarray:
+    h, w = image.shape[1:]
+    starts = [sorted({*range(0, n - window + 1, stride), n - window}) for n in (h, w)]
+    acc, norm = np.zeros((h, w)), np.zeros((h, w))
+    for y0 in starts[0]:
+        for x0 in starts[1]:
+            tile = image[:, y0:y0 + window, x0:x0 + window]
+            acc[y0:y0 + window, x0:x0 + window] += weights * (tile[0] + tile.mean())
+            norm[y0:y0 + window, x0:x0 + window] += weights
+    return acc / norm
+
+
+@pytest.mark.parametrize(("size", "overlap"), [((40, 52), 0.5), ((40, 52), 0.25), ((32, 48), 0.0)])
+def test_gaussian_blending_equals_hand_computed_average(size: tuple[int, int], overlap: float) -> None:
+    torch.manual_seed(0)
+    image = torch.rand(3, *size, dtype=torch.float64).float()
+    window = 16
+    got = sliding_window_predict(_WindowDependent(), image, window=window, overlap=overlap, activation="none")
+    stride = int(window * (1 - overlap))
+    expected = _by_hand(image.double().numpy(), window, stride, _gauss(window))  # edge windows flush with the border
+    assert np.allclose(got[0, 0].numpy(), expected, atol=1e-5)
+    flat = sliding_window_predict(_WindowDependent(), image, window=window, overlap=overlap, activation="none",
+                                  blend="mean")
+    assert np.allclose(flat[0, 0].numpy(), _by_hand(image.double().numpy(), window, stride,
+                                                    np.ones((window, window))), atol=1e-5)
+    if overlap > 0:  # the two blends really differ where windows overlap
+        assert not np.allclose(got.numpy(), flat.numpy(), atol=1e-4)

@@ -11,12 +11,12 @@ from torch import nn
 
 from pathseg.config import load_config
 from pathseg.errors import ConfigError
+from pathseg.train.schedules import poly as poly_factor
 from pathseg.wsss.config import WsssConfig
 from pathseg.wsss.gate import gate_predictions
 from pathseg.wsss.gradcam import grad_cams
 from pathseg.wsss.pda import dropout_attention, pda_active, pda_gamma
 from pathseg.wsss.pseudo_masks import combine, gray_cv2, normalise_global, white_background
-from pathseg.wsss.stage1 import poly_factor
 from pathseg.wsss.stage2 import pm_loss
 
 # ---------------------------------------------------------------- PDA schedule and attention (spec §1.2)
@@ -121,9 +121,9 @@ def test_gradcam_resizes_bilinear() -> None:
 
 
 def test_classifier_gives_three_depths_at_stride_8() -> None:
-    from pathseg.wsss.classifier import MultiLabelClassifier
+    from pathseg.wsss.classifier import build_multilabel_classifier
 
-    model = MultiLabelClassifier("resnet18", 2).eval()
+    model = build_multilabel_classifier("resnet18", 2).eval()
     logits, maps = model.features_and_logits(torch.rand(1, 3, 64, 64))
     assert logits.shape == (1, 2)
     assert {k: tuple(v.shape[-2:]) for k, v in maps.items()} == {"shallow": (8, 8), "mid": (8, 8), "deep": (8, 8)}

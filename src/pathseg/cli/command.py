@@ -19,6 +19,7 @@ import re
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pathseg.config.core import load_config
@@ -42,6 +43,12 @@ class Command:
         run: ``"module:function"`` taking the config and returning an exit code or ``None``.
         help: One line for ``pathseg --help``.
         example: An example invocation shown in the command's ``--help``.
+        nested_help: Dotted keys listed first in ``--help`` as the most used nested keys (default: every nested
+            key is listed, in field order).
+        outputs: Config fields holding paths the command creates (a directory, or a file when the value ends
+            with a file suffix such as ``.safetensors``); checked before the command runs.
+        writes_into: Config fields naming existing directories the command writes into (e.g. ``evaluate``'s
+            ``--run``); they must be writable.
     """
 
     name: str
@@ -49,6 +56,9 @@ class Command:
     run: str
     help: str
     example: str = ""
+    nested_help: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("out",)
+    writes_into: tuple[str, ...] = ()
 
     def config_class(self) -> type:
         """Import and return the config dataclass."""
@@ -70,6 +80,63 @@ def _scalar(tp: Any) -> tuple[Any, bool]:
     if origin in (list, tuple, Sequence):
         return (get_args(tp) or (str,))[0], True
     return tp, False
+
+
+def _arg_docs(cls: type) -> dict[str, str]:
+    """``{name: first sentence}`` from the ``Args:`` section of a Google-style class docstring."""
+    docs: dict[str, str] = {}
+    text = (cls.__doc__ or "").split("Args:", 1)
+    if len(text) < 2:
+        return docs
+    current = ""
+    for line in text[1].splitlines():
+        match = re.match(r"^\s{4,8}([A-Za-z_][A-Za-z0-9_]*)(?: \(.*?\))?: (.*)$", line)
+        if match:
+            current = match.group(1)
+            docs[current] = match.group(2).strip()
+        elif current and line.strip() and not line.strip().endswith(":"):
+            docs[current] += " " + line.strip()
+        elif not line.strip() and current:
+            current = ""
+    return {k: re.split(r"(?<!e\.g)(?<!i\.e)\. ", v.replace("``", ""))[0].rstrip(".") for k, v in docs.items()}
+
+
+def nested_keys(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """Every nested (dotted) key of a config class: ``(key, default, help)`` in field order."""
+    out: list[tuple[str, Any, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        inner, _ = _scalar(hints[f.name])
+        if dataclasses.is_dataclass(inner) and isinstance(inner, type):
+            docs = _arg_docs(inner)
+            for sub in dataclasses.fields(inner):
+                sub_inner, _ = _scalar(typing.get_type_hints(inner)[sub.name])
+                key = f"{prefix}{f.name}.{sub.name}"
+                if dataclasses.is_dataclass(sub_inner) and isinstance(sub_inner, type):
+                    out += nested_keys(sub_inner, f"{key}.")
+                    continue
+                default = sub.default if sub.default is not dataclasses.MISSING else (
+                    sub.default_factory() if sub.default_factory is not dataclasses.MISSING else None)
+                out.append((key, default, sub.metadata.get("help", "") or docs.get(sub.name, "")))
+    return out
+
+
+def nested_keys_help(cls: type, first: Sequence[str] = ()) -> str:
+    """The ``nested keys`` section of a command's ``--help``: the ``first`` keys, then all the others."""
+    keys = nested_keys(cls)
+    if not keys:
+        return "nested keys: none"
+    by_key = {k: (d, h) for k, d, h in keys}
+    order = [k for k in first if k in by_key] + [k for k, _, _ in keys if k not in first]
+    example = order[0]
+    lines = [f"nested keys (set them as dotted overrides, e.g. {example}={by_key[example][0]}):"]
+    if first:
+        lines.append("  most used: " + ", ".join(k for k in first if k in by_key))
+    width = min(max(len(f"{k}={by_key[k][0]}") for k in order) + 2, 44)
+    for key in order:
+        default, text = by_key[key]
+        lines.append(f"  {f'{key}={default}'.ljust(width)}{text}".rstrip())
+    return "\n".join(lines)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,7 +187,7 @@ def build_parser(cmd: Command, prog: str) -> argparse.ArgumentParser:
         "--print-config", dest="_print", action="store_true", help="print the resolved config and exit"
     )
     parser.add_argument("--debug", dest="_debug", action="store_true", help="show tracebacks")
-    parser.epilog = (parser.epilog or "") + "\n\nnested keys: set them as dotted overrides, e.g. key.sub=value"
+    parser.epilog = (parser.epilog or "") + "\n\n" + nested_keys_help(cls, cmd.nested_help)
     return parser
 
 
@@ -150,4 +217,50 @@ def parse_command(cmd: Command, argv: Sequence[str], prog: str) -> tuple[Any, bo
     ns.pop("_debug", None)
     cls = cmd.config_class()
     cfg: Any = load_config(cls, path, overrides=overrides, values=_split_lists(ns, cls))
+    check_seed_fields(cfg)
     return cfg, show
+
+
+def check_seed_fields(cfg: Any) -> None:
+    """Refuse invalid top-level ``seed`` / ``seeds`` values of any command (negative, repeated)."""
+    from pathseg.config.checks import check_seed, check_seeds
+
+    seeds, seed = getattr(cfg, "seeds", None), getattr(cfg, "seed", None)
+    if isinstance(seeds, list | tuple):
+        check_seeds(seeds)
+    if isinstance(seed, int):
+        check_seed(seed)
+
+
+#: Config fields naming a checkpoint to resume from or export; a file there is opened weights-only first.
+CHECKPOINT_FIELDS = ("resume_from", "checkpoint")
+
+
+def check_checkpoints(cfg: Any) -> None:
+    """Refuse, before any work, a checkpoint given by a :data:`CHECKPOINT_FIELDS` field that holds pickled
+    objects or is not a PyTorch checkpoint (one ``error:`` line instead of torch's ``UnpicklingError``)."""
+    for name in CHECKPOINT_FIELDS:
+        value = getattr(cfg, name, None)
+        if isinstance(value, str | Path) and str(value) and Path(value).is_file():
+            from pathseg.io.checkpoints import load_checkpoint_weights_only
+
+            load_checkpoint_weights_only(value)
+
+
+def check_outputs(cmd: Command, cfg: Any) -> None:
+    """Check the command's output paths before it runs (see :mod:`pathseg.io.checks`).
+
+    Raises:
+        PathsegError: An output is an existing file where a directory goes (or the reverse), or cannot be written.
+    """
+    from pathseg.io.checks import check_output_path, check_writable_dir
+
+    overwrite = getattr(cfg, "overwrite", None)
+    for name in cmd.outputs:
+        value = getattr(cfg, name, None)
+        if value not in (None, ""):
+            check_output_path(value, True if overwrite is True else None)
+    for name in cmd.writes_into:
+        value = getattr(cfg, name, None)
+        if value not in (None, "") and Path(value).is_dir():
+            check_writable_dir(value)

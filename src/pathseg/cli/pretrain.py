@@ -7,7 +7,7 @@ COMMANDS = [
         name="pretrain",
         config="pathseg.ssl.config:PretrainConfig",
         run="pathseg.ssl.engine:pretrain_command",
-        help="self-supervised pretraining of a backbone (mocov2, densecl, url)",
+        help="self-supervised pretraining of a backbone with a registered method",
         example="pathseg pretrain --method mocov2 --data runs/unlabeled --out runs/moco --backbone resnet18 "
         "trainer.max_steps=200",
     ),

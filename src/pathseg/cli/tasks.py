@@ -10,6 +10,7 @@ COMMANDS = [
         help="fine-tune an encoder for segmentation or classification, then test it",
         example="pathseg finetune --task segmentation --data runs/glas --encoder random --decoder unet "
         "--label-fraction 0.25 --test-split testA --out runs/ft_random",
+        nested_help=("trainer.max_steps", "trainer.max_epochs", "optim.lr", "trainer.batch_size"),
     ),
     Command(
         name="probe",
@@ -24,5 +25,6 @@ COMMANDS = [
         run="pathseg.tasks.evaluation:evaluate_command",
         help="re-evaluate a fine-tuned run on a split (writes RUN/eval_<split>.json)",
         example="pathseg evaluate --run runs/ft_random --data runs/glas --split testA",
+        writes_into=("run",),
     ),
 ]

@@ -46,7 +46,7 @@ def _nearest(key: str, options: Sequence[str]) -> str:
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any, where: str, partial: bool = False) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -59,7 +59,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, where, partial)
             except ConfigError as exc:
                 errors.append(exc.message)
         raise ConfigError(f"'{where}': {value!r} does not fit {tp}")
@@ -73,7 +73,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"'{where}': expected a mapping, got {value!r}")
-        return from_dict(tp, value, prefix=f"{where}.")
+        return from_dict(tp, value, prefix=f"{where}.", partial=partial)
     if origin in (list, Sequence, tuple) or tp in (list, tuple):
         if isinstance(value, str | bytes) or not isinstance(value, Sequence):
             raise ConfigError(f"'{where}': expected a list, got {value!r}")
@@ -81,15 +81,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"'{where}': expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(_coerce(v, a, f"{where}[{i}]", partial) for i, (a, v) in enumerate(zip(args, value)))
         item = args[0] if args else Any
-        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(v, item, f"{where}[{i}]", partial) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"'{where}': expected a mapping, got {value!r}")
         kt, vt = get_args(tp) or (Any, Any)
-        return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+        return {_coerce(k, kt, where): _coerce(v, vt, f"{where}.{k}", partial) for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, Enum):
         try:
             return tp(value)
@@ -128,13 +128,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise TypeError(f"unsupported config type {tp} at '{where}'")
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "", partial: bool = False) -> Any:
     """Build dataclass ``cls`` from ``data``, validating keys and types.
 
     Args:
         cls: A dataclass type.
         data: Values by field name; missing fields keep their defaults.
         prefix: Dotted prefix used in error messages.
+        partial: Check keys and types only (a part of a config, e.g. one YAML file before the flags are merged):
+            no required values, no ``validate()``; returns the checked values as a dict.
 
     Raises:
         ConfigError: An unknown key, a missing required value or a value of the wrong type.
@@ -146,7 +148,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
             full = f"{prefix}{key}"
             raise ConfigError(f"unknown key '{full}'{_nearest(str(key), list(ftypes))}".replace(
                 "did you mean '", f"did you mean '{prefix}"))
-        kwargs[key] = _coerce(value, ftypes[key], f"{prefix}{key}")
+        kwargs[key] = _coerce(value, ftypes[key], f"{prefix}{key}", partial)
+    if partial:
+        return kwargs
     missing = [
         f.name
         for f in dataclasses.fields(cls)  # type: ignore[arg-type]
@@ -154,7 +158,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"missing required value '{prefix}{missing[0]}'")
+        flag = f" (give --{missing[0].replace('_', '-')} or set it in the config file)" if not prefix else ""
+        raise ConfigError(f"missing required value '{prefix}{missing[0]}'{flag}")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
     if callable(check):
@@ -248,7 +253,7 @@ def load_config(
     overrides: Sequence[str] = (),
     values: Mapping[str, Any] | None = None,
 ) -> T:
-    """Load a typed config: defaults, then the YAML file, then ``values``, then the overrides.
+    """Load a typed config: defaults, then the YAML file, then ``values``, then the overrides, validated once.
 
     Args:
         cls: The dataclass type.
@@ -263,9 +268,9 @@ def load_config(
     data: dict[str, Any] = {}
     if path is not None:
         data = read_yaml(path)
-        try:
-            from_dict(cls, data)
+        try:  # unknown keys and wrong types name the file; required values may come from the flags
+            from_dict(cls, data, partial=True)
         except ConfigError as exc:
             raise ConfigError(exc.message, path) from None
     data = _merge(_merge(data, dict(values or {})), parse_overrides(overrides))
-    return from_dict(cls, data)
+    return typing.cast(T, from_dict(cls, data))

@@ -1,5 +1,9 @@
 """Augmentations for H&E images: HED stain jitter beside colour jitter, blur, flips, 90° rotations and crops.
 
+Two named recipes (``ViewConfig.preset``): ``he`` (default) is MoCo v2's recipe plus H&E-specific stain jitter,
+vertical flips and 90° rotations; ``paper`` is the official MoCo v2 / DenseCL recipe as their code ran it, so
+that a comparison can say which was used (see :func:`paper_view_transform`).
+
 All randomness comes from torch's global RNG (torchvision v2 transforms and the custom ones here), so a caller can
 make a sample reproducible with ``torch.manual_seed`` (the pretraining engine seeds every sample).
 
@@ -10,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
+from pathseg.errors import ConfigError
+
+Preset = Literal["he", "paper"]
 # Ruifrok & Johnston stain vectors as in skimage.color (rows: haematoxylin, eosin, DAB).
 RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64)
 HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
@@ -74,6 +81,8 @@ class ViewConfig:
     """Augmentation of one contrastive view (defaults: MoCo v2's recipe plus H&E-specific stain jitter).
 
     Args:
+        preset: ``he`` (the fields below) or ``paper`` (the official MoCo v2 / DenseCL recipe,
+            :func:`paper_view_transform`; the other fields must then keep their defaults).
         scale: Area range of the random resized crop.
         color_jitter: Brightness, contrast, saturation, hue of the colour jitter.
         color_jitter_p: Probability of the colour jitter.
@@ -86,6 +95,7 @@ class ViewConfig:
         rot90: Random 90° rotations.
     """
 
+    preset: Preset = "he"
     scale: tuple[float, float] = (0.2, 1.0)
     color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
     color_jitter_p: float = 0.8
@@ -97,20 +107,72 @@ class ViewConfig:
     flips: bool = True
     rot90: bool = True
 
+    def validate(self) -> None:
+        """The ``paper`` preset is a fixed recipe: refuse fields that it would silently ignore."""
+        if self.preset not in ("he", "paper"):
+            raise ConfigError(f"views.preset must be 'he' or 'paper', got {self.preset!r}")
+        if self.preset == "paper":
+            changed = [f for f in self.__dataclass_fields__
+                       if f != "preset" and getattr(self, f) != getattr(_DEFAULT_VIEWS, f)]
+            if changed:
+                raise ConfigError(f"views.preset=paper is the official recipe; it does not use views.{changed[0]} "
+                                  "(leave it at its default, or use views.preset=he)")
+
+
+def paper_view_transform(crop_size: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """The official MoCo v2 / DenseCL view, in its order (``moco/main_moco.py`` ``aug_plus``; DenseCL's
+    ``configs/selfsup/densecl/densecl_imagenet_200ep.py``).
+
+    ``RandomResizedCrop(crop, scale=(0.2, 1))`` → ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` with p = 0.8 →
+    grey with p = 0.2 → Gaussian blur σ ~ U(0.1, 2) with p = 0.5 → horizontal flip → to float → normalise.
+    The photometric steps run on uint8 values as the originals did on PIL images. The originals blur with PIL's
+    ``GaussianBlur(radius=σ)`` (σ in pixels whatever the crop size); here an exact Gaussian with a 13-pixel kernel
+    (±3 σ_max) is used. No stain jitter, vertical flips or rotations.
+    """
+    kernel = 2 * int(np.ceil(3 * 2.0)) + 1
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop(crop_size, scale=(0.2, 1.0), antialias=True),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(mean), list(std)),
+    ])
+
+
+_DEFAULT_VIEWS = ViewConfig()
+
 
 def view_transform(
     crop_size: int, mean: Sequence[float], std: Sequence[float], scale: tuple[float, float] = (0.2, 1.0),
     color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1), color_jitter_p: float = 0.8,
     hed_sigma: float = 0.05, hed_p: float = 0.5, grayscale_p: float = 0.2, blur_p: float = 0.5,
-    blur_sigma: tuple[float, float] = (0.1, 2.0), flips: bool = True, rot90: bool = True,
+    blur_sigma: tuple[float, float] = (0.1, 2.0), flips: bool = True, rot90: bool = True, preset: Preset = "he",
 ) -> v2.Compose:
-    """One view's pipeline: uint8 image → crop → flips/rot90 → HED jitter → colour jitter → grey → blur → normalise."""
+    """One view's pipeline: uint8 image → crop → flips/rot90 → HED jitter → colour jitter → grey → blur → normalise.
+
+    ``preset="paper"`` returns :func:`paper_view_transform` (the other recipe arguments are not used).
+    """
+    if preset == "paper":
+        return paper_view_transform(crop_size, mean, std)
     ops: list[Any] = [v2.ToImage(), v2.RandomResizedCrop(crop_size, scale=scale, antialias=True)]
     if flips:
         ops += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if rot90:
         ops.append(RandomRot90())
     ops.append(v2.ToDtype(torch.float32, scale=True))
+    ops += photometric_ops(crop_size, mean, std, color_jitter, color_jitter_p, hed_sigma, hed_p, grayscale_p, blur_p,
+                           blur_sigma)
+    return v2.Compose(ops)
+
+
+def photometric_ops(crop_size: int, mean: Sequence[float], std: Sequence[float],
+                    color_jitter: tuple[float, float, float, float], color_jitter_p: float, hed_sigma: float,
+                    hed_p: float, grayscale_p: float, blur_p: float, blur_sigma: tuple[float, float]) -> list[Any]:
+    """The colour part of a view on a float image: HED jitter → colour jitter → grey → blur → normalise."""
+    ops: list[Any] = []
     if hed_sigma > 0 and hed_p > 0:
         ops.append(HEDJitter(hed_sigma, hed_p))
     if color_jitter_p > 0 and any(color_jitter):
@@ -122,7 +184,7 @@ def view_transform(
         kernel = max(3, int(0.1 * crop_size) // 2 * 2 + 1)
         ops.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=blur_sigma)], p=blur_p))
     ops.append(v2.Normalize(list(mean), list(std)))
-    return v2.Compose(ops)
+    return ops
 
 
 class MultiView:
@@ -145,6 +207,7 @@ class MultiView:
 
 
 def two_views(cfg: ViewConfig, crop_size: int, mean: Sequence[float], std: Sequence[float]) -> MultiView:
-    """Two views with the same recipe ``cfg`` (MoCo v2, DenseCL)."""
+    """Two views with the same recipe ``cfg`` (MoCo v2, DenseCL; ``cfg.preset`` selects ``he`` or ``paper``)."""
+    cfg.validate()
     kwargs = {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
     return MultiView([view_transform(crop_size, mean, std, **kwargs) for _ in range(2)])

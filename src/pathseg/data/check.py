@@ -14,67 +14,30 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from pathseg.data.check_report import (
+    CheckReport,
+    Problem,
+    SplitStats,
+    format_report,
+    raise_if_problems,
+    summary,
+)
 from pathseg.data.layout import (
     IMAGE_SUFFIXES,
     DatasetInfo,
     read_dataset_info,
     read_labels_csv,
 )
+from pathseg.data.validate import class_warnings, mask_values_problem, size_problem, validate_for_training
 from pathseg.errors import DataError, PathsegError
 
+__all__ = ["CheckConfig", "CheckReport", "Problem", "SplitStats", "check_command", "check_dataset", "format_report",
+           "raise_if_problems", "summary", "validate_for_training"]
+
 LABELLED_TASKS = ("segmentation", "instance")
-
-
-@dataclass
-class Problem:
-    """One problem found by the check: the file concerned and what is wrong."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-@dataclass
-class SplitStats:
-    """Counts and label statistics of one split."""
-
-    images: int = 0
-    masks: int = 0
-    instance_maps: int = 0
-    class_pixels: dict[str, int] = field(default_factory=dict)
-    ignored_pixels: int = 0
-    instances: list[int] = field(default_factory=list)
-    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def class_fractions(self) -> dict[str, float]:
-        """Fraction of labelled (non-ignored) mask pixels per class."""
-        total = sum(self.class_pixels.values())
-        return {k: (v / total if total else 0.0) for k, v in self.class_pixels.items()}
-
-
-@dataclass
-class CheckReport:
-    """Result of :func:`check_dataset`: the problems (empty when valid) and per-split statistics."""
-
-    root: Path
-    info: DatasetInfo | None = None
-    problems: list[Problem] = field(default_factory=list)
-    splits: dict[str, SplitStats] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when no problem was found."""
-        return not self.problems
-
-    def add(self, path: str | os.PathLike[str], message: str) -> None:
-        """Record a problem."""
-        self.problems.append(Problem(str(path), message))
 
 
 def _files_by_id(folder: Path, suffixes: tuple[str, ...], report: CheckReport) -> dict[str, Path]:
@@ -150,8 +113,7 @@ def _check_masks(
         hist = np.bincount(mask.ravel(), minlength=256)
         bad = [int(v) for v in np.flatnonzero(hist) if int(v) not in valid]
         if bad:
-            report.add(path, f"mask values {bad[:5]} are neither class indices {sorted(names)} "
-                             f"nor ignore_index {info.ignore_index}")
+            report.add(path, mask_values_problem(bad, sorted(names), info.ignore_index))
             continue
         counts += hist
     stats.class_pixels = {names[i]: int(counts[i]) for i in sorted(names)}
@@ -163,7 +125,7 @@ def _size_differs(path: Path, what: str, shape: tuple[int, ...], image_shape: tu
     """Report ``path`` when its ``shape`` differs from its image's ``(H, W)``; returns whether it did."""
     if image_shape is None or shape == image_shape:
         return False
-    report.add(path, f"{what} size {shape[1]}x{shape[0]} differs from image size {image_shape[1]}x{image_shape[0]}")
+    report.add(path, size_problem(what, shape, image_shape))
     return True
 
 
@@ -268,6 +230,8 @@ def _check_split(root: Path, split: str, info: DatasetInfo, report: CheckReport,
             sizes[sample_id] = size
     required = info.task in LABELLED_TASKS
     _check_masks(split_dir, images, sizes, info, stats, report, required)
+    if stats.masks:
+        report.warnings += class_warnings(split, stats.class_pixels, stats.ignored_pixels, info.ignore_index)
     _check_instances(split_dir, images, sizes, info, stats, report)
     _check_labels(split_dir, images, info, stats, report)
     return stats
@@ -308,63 +272,6 @@ def check_dataset(root: str | os.PathLike[str], progress: bool = False) -> Check
     return report
 
 
-def _fmt_fractions(stats: SplitStats) -> str:
-    return ", ".join(f"{k} {v:.3f}" for k, v in stats.class_fractions().items())
-
-
-def format_report(report: CheckReport) -> str:
-    """Human-readable summary of the statistics of a report."""
-    info = report.info
-    lines = []
-    if info is not None:
-        lines.append(f"data set {info.name}: task {info.task}, {len(info.classes)} classes "
-                     f"({', '.join(info.class_names)}), ignore_index {info.ignore_index}, mpp {info.mpp}")
-    for split, s in report.splits.items():
-        parts = [f"{s.images} images"]
-        if s.masks:
-            parts.append(f"{s.masks} masks")
-        if s.instance_maps:
-            parts.append(f"{s.instance_maps} instance maps")
-        lines.append(f"  {split}: {', '.join(parts)}")
-        if s.masks and sum(s.class_pixels.values()):
-            ignored = s.ignored_pixels / max(1, s.ignored_pixels + sum(s.class_pixels.values()))
-            lines.append(f"    class pixel fractions: {_fmt_fractions(s)} (ignored {ignored:.3f})")
-        if s.instances:
-            arr = np.asarray(s.instances)
-            lines.append(f"    instances per image: mean {arr.mean():.1f}, min {arr.min()}, max {arr.max()}, "
-                         f"total {arr.sum()}")
-        for col, counts in s.label_counts.items():
-            if info is not None and info.task == "patch_labels":
-                lines.append(f"    label {col}: {counts.get('1', 0)} of {sum(counts.values())} positive")
-            else:
-                lines.append(f"    label {col}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return "\n".join(lines)
-
-
-def raise_if_problems(report: CheckReport, shown_root: Path | None = None) -> None:
-    """Print every problem to stderr and raise one :class:`PathsegError` naming the first problem's file.
-
-    Args:
-        report: A check report.
-        shown_root: Path printed in place of ``report.root`` (e.g. the final output of a staged conversion).
-    """
-    if report.ok:
-        return
-
-    def shown(path: str) -> str:
-        if shown_root is None:
-            return path
-        return path.replace(str(report.root), str(shown_root), 1)
-
-    first = report.problems[0]
-    n = len(report.problems)
-    if n == 1:
-        raise DataError(first.message, shown(first.path))
-    for problem in report.problems:
-        print(f"  problem: {shown(problem.path)}: {problem.message}", file=sys.stderr)
-    raise DataError(f"{first.message} ({n} problems in total, listed above)", shown(first.path))
-
-
 @dataclass
 class CheckConfig:
     """Validate a data set in pathseg's canonical layout and print its statistics."""
@@ -378,16 +285,9 @@ def check_command(cfg: CheckConfig) -> int:
     report = check_dataset(cfg.root, progress=cfg.progress and sys.stderr.isatty())
     raise_if_problems(report)
     print(format_report(report))
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"ok: {cfg.root} is a valid data set")
     return 0
 
 
-def summary(report: CheckReport) -> dict[str, Any]:
-    """Statistics of a report as plain values (for JSON or tests)."""
-    return {
-        split: {
-            "images": s.images, "masks": s.masks, "instance_maps": s.instance_maps,
-            "class_fractions": s.class_fractions(), "instances": list(s.instances), "labels": s.label_counts,
-        }
-        for split, s in report.splits.items()
-    }

@@ -52,6 +52,8 @@ class DatasetInfo:
         source: Where the data came from (release name, URL or path).
         licence: The data's licence or terms of use.
         exclude_index: A class left out of WSSS metrics (e.g. background in LUAD-HistoSeg), if any.
+        white_background: Whether white pixels of a patch are the ``exclude_index`` background in WSSS pseudo masks
+            (LUAD-HistoSeg: true; BCSS-WSSS: false, white fat is tissue there); ``None``: not stated.
     """
 
     name: str
@@ -62,6 +64,7 @@ class DatasetInfo:
     source: str = ""
     licence: str = ""
     exclude_index: int | None = None
+    white_background: bool | None = None
 
     def validate(self) -> None:
         """Check class indices are unique and distinct from ``ignore_index``."""

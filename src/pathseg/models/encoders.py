@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
@@ -16,6 +16,20 @@ from pathseg.registry import Registry
 BACKBONES: Registry[dict[str, Any]] = Registry("backbone")
 for _name in ("resnet18", "resnet34", "resnet50", "vit_small_patch16_224", "vit_base_patch16_224"):
     BACKBONES.add(_name, {"family": "vit" if _name.startswith("vit") else "cnn"})
+
+
+
+
+def _resnet38d() -> nn.Module:
+    from pathseg.models.resnet38d import ResNet38d
+
+    return ResNet38d()
+
+
+#: pathseg's own trunks returning feature levels with a timm-like ``feature_info`` (``channels()``,
+#: ``reduction()``, ``module_name(i)``), at their native output stride; :func:`feature_encoder` builds them too.
+FEATURE_BACKBONES: Registry[Callable[[], nn.Module]] = Registry("feature backbone")
+FEATURE_BACKBONES.add("resnet38d", _resnet38d)  # MLPS stage 1 (output stride 8)
 
 
 def _is_vit(name: str) -> bool:
@@ -127,12 +141,19 @@ def feature_encoder(
         out_indices: Feature levels (CNN stages, or ViT blocks; default: all CNN stages / the last 4 ViT blocks).
         output_stride: Dilation for CNNs (8, 16 or 32).
     """
-    if _is_vit(name):
+    model: nn.Module
+    target: nn.Module
+    if name in FEATURE_BACKBONES:
+        if output_stride not in (None, 8):
+            raise ConfigError(f"'{name}' has a fixed output stride of 8, got {output_stride}")
+        model = FEATURE_BACKBONES.get(name)()
+        target = model
+    elif _is_vit(name):
         vit = create_encoder(name, output_stride=output_stride)
         depth = len(vit.blocks)  # type: ignore[arg-type]
         idx = list(out_indices) if out_indices is not None else [depth - 4, depth - 3, depth - 2, depth - 1]
-        model: nn.Module = ViTFeatures(vit, idx)
-        target: nn.Module = vit
+        model = ViTFeatures(vit, idx)
+        target = vit
     else:
         kwargs: dict[str, Any] = {"features_only": True}
         if out_indices is not None:
@@ -146,3 +167,24 @@ def feature_encoder(
 
         load_weights(target, weights)
     return model
+
+
+class TimmFeatures(nn.Module):
+    """A feature trunk (:func:`feature_encoder`) held as ``.model`` — for CNNs the keys of
+    ``timm.create_model(name)`` — with ``out_channels``, as smp's ``tu-`` encoders (``model.encoder.model``).
+
+    Args:
+        name: Backbone name (timm, or one of :data:`FEATURE_BACKBONES`).
+        out_indices: Feature levels (default: all).
+        output_stride: Dilation for CNNs (8, 16 or 32).
+    """
+
+    def __init__(self, name: str, out_indices: Sequence[int] | None = None, output_stride: int | None = None) -> None:
+        super().__init__()
+        self.model = feature_encoder(name, out_indices=out_indices, output_stride=output_stride)
+        info: Any = self.model.feature_info
+        self.out_channels = [int(c) for c in info.channels()]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps, finest level first."""
+        return list(self.model(x))

@@ -1,10 +1,17 @@
-"""Segmentation models: segmentation-models-pytorch decoders on timm encoders (``tu-<name>``), built offline."""
+"""Segmentation models: segmentation-models-pytorch decoders on timm encoders (``tu-<name>``), built offline,
+and the original networks of two papers (pathseg's own, same contract: the timm model at ``model.encoder.model``):
+
+- ``url_unet``: URL's ``ResNetUNet`` (:class:`pathseg.models.url_unet.PaperUNet`), whose ``decoder.*`` a URL
+  stage-2 run with ``decoder: paper`` exports;
+- ``deeplabv3plus_paper``: MLPS's DeepLabV3+ (:class:`pathseg.models.deeplab.DeepLabV3PlusPaper`, ASPP rates
+  for the output stride, two 3×3 decoder convolutions with dropout).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
@@ -18,10 +25,25 @@ DECODERS: Registry[str] = Registry("decoder")
 DECODERS.add("unet", "Unet")
 DECODERS.add("deeplabv3plus", "DeepLabV3Plus")
 DECODERS.add("fpn", "FPN")
+DECODERS.add("url_unet", "pathseg:url_unet")
+DECODERS.add("deeplabv3plus_paper", "pathseg:deeplabv3plus_paper")
+
+
+def _own_model(decoder: str, encoder: str, num_classes: int, output_stride: int | None) -> nn.Module:
+    """One of pathseg's own paper networks."""
+    if decoder == "url_unet":
+        if output_stride is not None:
+            raise ConfigError("output_stride is not supported by url_unet")
+        from pathseg.models.url_unet import PaperUNet
+
+        return PaperUNet(encoder, num_classes)
+    from pathseg.models.deeplab import DeepLabV3PlusPaper
+
+    return DeepLabV3PlusPaper(encoder, num_classes, output_stride or 16)
 
 
 def create_segmentation_model(
-    decoder: Literal["unet", "deeplabv3plus", "fpn"],
+    decoder: Literal["unet", "deeplabv3plus", "fpn", "url_unet", "deeplabv3plus_paper"],
     encoder: str,
     num_classes: int,
     encoder_weights: str | os.PathLike[str] | None = None,
@@ -34,26 +56,26 @@ def create_segmentation_model(
     ``model.encoder_load_report`` (``None`` for random init).
 
     Args:
-        decoder: ``unet``, ``deeplabv3plus`` or ``fpn``.
+        decoder: ``unet``, ``deeplabv3plus``, ``fpn`` (smp) or ``url_unet``, ``deeplabv3plus_paper`` (the papers').
         encoder: timm name (``resnet18``, ``resnet50``, ...).
         num_classes: Output channels.
         encoder_weights: Local weights file (encoder file or any weights file), or ``None`` / ``"random"``.
         output_stride: Encoder output stride (DeepLabV3+ only: 8 or 16; default 16).
 
+    ``model.decoder_loaded`` counts the ``decoder.*`` tensors loaded from ``encoder_weights`` (U-Nets: ``unet``
+    and ``url_unet``, from URL stage-2 exports of the matching ``decoder``).
+
     Raises:
         ConfigError: Unknown decoder or encoder, or an option the decoder does not support.
         PathsegError: The weights file cannot be read or matches no encoder key.
     """
-    import segmentation_models_pytorch as smp
-
-    cls = getattr(smp, DECODERS.get(decoder))
-    kwargs: dict[str, object] = {}
-    if output_stride is not None:
-        if decoder != "deeplabv3plus":
-            raise ConfigError(f"output_stride is only supported by deeplabv3plus, not {decoder}")
-        kwargs["encoder_output_stride"] = output_stride
+    target = DECODERS.get(decoder)
+    model: Any
     try:
-        model = cls(encoder_name=f"tu-{encoder}", encoder_weights=None, classes=num_classes, **kwargs)
+        if target.startswith("pathseg:"):
+            model = _own_model(decoder, encoder, num_classes, output_stride)
+        else:
+            model = _smp_model(target, decoder, encoder, num_classes, output_stride)
     except (RuntimeError, ValueError, KeyError, TypeError, AssertionError) as exc:
         raise ConfigError(f"cannot build {decoder} on encoder '{encoder}' ({str(exc).splitlines()[0]})") from None
     report: LoadReport | None = None
@@ -61,10 +83,22 @@ def create_segmentation_model(
     if encoder_weights is not None and str(encoder_weights) not in ("random", "", "none"):
         report = load_weights(model.encoder.model, encoder_weights)
         log.info("encoder %s: %d keys loaded, %d missing", encoder, len(report.matched), len(report.missing))
-        if decoder == "unet":
+        if decoder in ("unet", "url_unet"):
             model.decoder_loaded = load_unet_decoder(model, encoder_weights)
     model.encoder_load_report = report
     return model
+
+
+def _smp_model(cls_name: str, decoder: str, encoder: str, num_classes: int, output_stride: int | None) -> nn.Module:
+    import segmentation_models_pytorch as smp
+
+    kwargs: dict[str, object] = {}
+    if output_stride is not None:
+        if decoder != "deeplabv3plus":
+            raise ConfigError(f"output_stride is only supported by deeplabv3plus, not {decoder}")
+        kwargs["encoder_output_stride"] = output_stride
+    return getattr(smp, cls_name)(encoder_name=f"tu-{encoder}", encoder_weights=None, classes=num_classes,
+                                  **kwargs)  # type: ignore[no-any-return]
 
 
 def load_unet_decoder(model: nn.Module, path: str | os.PathLike[str]) -> int:

@@ -145,65 +145,104 @@ def _strip(key: str, prefixes: Sequence[str], targets: Mapping[str, Any]) -> str
     return key
 
 
+#: Unexpected keys tolerated by a strict load: classifier heads (a model built with ``num_classes=0`` has none) and
+#: the U-Net decoder an encoder file may carry (URL stage 2, loaded separately by ``load_unet_decoder``).
+TOLERATED_PREFIXES = ("fc.", "head.", "classifier.", "head_drop.", "decoder.")
+
+
+def _match(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+           prefixes: Sequence[str]) -> tuple[LoadReport, dict[str, torch.Tensor], dict[str, str]]:
+    """Pair file keys with module keys; returns the report, the tensors to load and ``{module key: file key}``."""
+    report = LoadReport()
+    chosen: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    for key, value in source.items():
+        name = _strip(key, prefixes, target)
+        if name not in target:
+            report.unexpected.append(name)
+        elif tuple(target[name].shape) != tuple(value.shape):
+            report.mismatched.append(name)
+            origin[name] = key
+        elif name not in chosen:
+            chosen[name] = value
+    report.matched = sorted(chosen)
+    report.missing = [k for k in target if k not in chosen and k not in report.mismatched]
+    return report, chosen, origin
+
+
+def _misfit_message(report: LoadReport, source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+                    origin: Mapping[str, str], missing: list[str], unexpected: list[str]) -> str:
+    from pathseg.models.arch_guess import guess_architecture
+
+    def first(keys: list[str]) -> str:  # weights before BatchNorm buffers, the more telling names
+        return ", ".join(sorted(keys, key=lambda k: ("running_" in k or "num_batches" in k, keys.index(k)))[:3])
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} model tensors missing from the file (first: {first(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} file tensors the model does not have (first: {first(unexpected)})")
+    if report.mismatched:
+        shapes = [f"{k} {list(source[origin[k]].shape)} vs {list(target[k].shape)}" for k in report.mismatched[:2]]
+        parts.append(f"{len(report.mismatched)} of another shape (first: {'; '.join(shapes)})")
+    return (f"this weights file does not fit the model: {', '.join(parts)}; the file looks like "
+            f"{guess_architecture(source)}, the model is {guess_architecture(target)}. Choose the matching "
+            "--backbone, or pass --allow-partial-weights to load only the tensors that fit")
+
+
 def load_weights(
     module: nn.Module,
     path: str | os.PathLike[str],
     strip_prefixes: Sequence[str] = DEFAULT_PREFIXES,
     strict: bool = False,
+    allow_partial: bool = False,
 ) -> LoadReport:
-    """Load a local weights file into ``module``, stripping key prefixes until keys match.
+    """Load a local weights file into ``module``, stripping key prefixes until keys match; strict by default.
 
     Leading prefixes from ``strip_prefixes`` are removed one at a time while a key is not a key of ``module``.
-    Tensors whose shape differs are skipped and reported as ``mismatched``.
+    By default the file must fit the module: a module tensor missing from the file, a file tensor the module lacks
+    (other than classifier-head and ``decoder.`` tensors, see :data:`TOLERATED_PREFIXES`) or a tensor of another
+    shape refuses the file, with a message naming the first keys and the architecture the file looks like (e.g.
+    resnet50 weights given for a resnet18). ``allow_partial`` loads the tensors that fit and reports the rest.
 
     Args:
         module: Target module.
         path: Weights file.
         strip_prefixes: Prefixes to strip (e.g. ``module.`` from DDP, ``backbone.`` from SSL checkpoints).
-        strict: Also raise when keys are missing, unexpected or mismatched.
+        strict: Refuse even tolerated head/decoder tensors (an exact fit).
+        allow_partial: Load what fits; missing, unexpected and shape-mismatched keys are only reported.
 
     Returns:
         The :class:`LoadReport` (also logged).
 
     Raises:
-        PathsegError: The file is unreadable or not a weights file, no key matches, or (strict) any key differs.
+        PathsegError: The file is unreadable or not a weights file, no key matches, or (unless ``allow_partial``)
+            the tensors do not fit.
     """
     p = Path(path)
     source = read_state_dict(p)
     target = module.state_dict()
-    report = LoadReport()
-    chosen: dict[str, torch.Tensor] = {}
-    for key, value in source.items():
-        name = _strip(key, strip_prefixes, target)
-        if name not in target:
-            report.unexpected.append(name)
-        elif tuple(target[name].shape) != tuple(value.shape):
-            report.mismatched.append(name)
-        elif name not in chosen:
-            chosen[name] = value
+    report, chosen, origin = _match(source, target, strip_prefixes)
     if not chosen:
-        sample = ", ".join(list(source)[:3])
+        from pathseg.models.arch_guess import guess_architecture
+
         raise PathsegError(
-            f"no key of this file matches the model ({len(source)} keys, e.g. {sample}; model keys e.g. "
-            f"{', '.join(list(target)[:3])})", p
+            f"no key of this file matches the model ({len(source)} keys, e.g. {', '.join(list(source)[:3])}; model "
+            f"keys e.g. {', '.join(list(target)[:3])}; the file looks like {guess_architecture(source)}, the model is "
+            f"{guess_architecture(target)})", p
         )
-    report.matched = sorted(chosen)
-    report.missing = [k for k in target if k not in chosen and k not in report.mismatched]
-    if strict and (report.missing or report.unexpected or report.mismatched):
-        raise PathsegError(
-            f"weights do not fit exactly: {len(report.missing)} missing (e.g. {report.missing[:3]}), "
-            f"{len(report.unexpected)} unexpected (e.g. {report.unexpected[:3]}), "
-            f"{len(report.mismatched)} of another shape (e.g. {report.mismatched[:3]})", p
-        )
+    missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in report.unexpected if strict or not k.startswith(TOLERATED_PREFIXES)]
+    if not allow_partial and (missing or unexpected or report.mismatched):
+        raise PathsegError(_misfit_message(report, source, target, origin, missing, unexpected), p)
     module.load_state_dict(chosen, strict=False)
-    log.info("loaded %d tensors from %s (%d missing, %d unexpected, %d shape-mismatched)", len(report.matched), p,
-             len(report.missing), len(report.unexpected), len(report.mismatched))
-    if report.missing:
-        log.info("missing keys: %s", report.missing[:20])
-    if report.unexpected:
-        log.info("unexpected keys: %s", report.unexpected[:20])
-    if report.mismatched:
-        log.warning("shape-mismatched keys (not loaded): %s", report.mismatched[:20])
+    level = logging.WARNING if (missing or unexpected or report.mismatched) else logging.INFO
+    log.log(level, "loaded %d of %d tensors from %s (%d missing, %d unexpected, %d shape-mismatched)",
+            len(report.matched), len(target), p, len(report.missing), len(report.unexpected), len(report.mismatched))
+    for what, keys in (("missing", report.missing), ("unexpected", report.unexpected),
+                       ("shape-mismatched (not loaded)", report.mismatched)):
+        if keys:
+            log.log(level, "%s keys: %s", what, keys[:20])
     return report
 
 
@@ -225,19 +264,14 @@ def save_encoder(
         std: Normalisation std.
         extra: More metadata; non-string values are stored as JSON.
     """
-    from safetensors.torch import save_file
-
     from pathseg import __version__
-    from pathseg.io.atomic import atomic_path
+    from pathseg.train.weights import save_safetensors
 
     meta = {"format": "pathseg.encoder", "timm_name": timm_name, "mean": json.dumps([float(v) for v in mean]),
             "std": json.dumps([float(v) for v in std]), "pathseg_version": __version__}
     for key, value in (extra or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value, default=str)
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return Path(path)
+    return save_safetensors(dict(state_dict), path, meta)  # byte-identical for identical weights
 
 
 def _floats(value: str | None, default: tuple[float, ...], path: Path) -> tuple[float, ...]:

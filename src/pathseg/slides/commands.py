@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,6 +132,13 @@ def assemble_index(out: Path) -> int:
     return len(rows)
 
 
+def _check_fits(dimensions: tuple[int, int], slide_mpp: float, cfg: TileConfig) -> None:
+    """Refuse a slide smaller than one tile at the target resolution (it would give 0 tiles)."""
+    w, h = (round(d * slide_mpp / cfg.mpp) for d in dimensions)
+    if cfg.size > w or cfg.size > h:
+        raise PathsegError(f"slide is {w}x{h} px at --mpp {cfg.mpp:g}, smaller than one tile of --size {cfg.size}")
+
+
 def _note(line: str) -> None:
     from tqdm import tqdm
 
@@ -138,7 +146,14 @@ def _note(line: str) -> None:
 
 
 def tile_command(cfg: TileConfig) -> int:
-    """Run ``pathseg tile``; returns 1 when some slides failed."""
+    """Run ``pathseg tile``.
+
+    Returns:
+        0, or 2 when some slides failed (each with its own ``error:`` line; the other slides are tiled and kept).
+
+    Raises:
+        PathsegError: Bad parameters, slides without µm/px, or no tile kept at all (exit code 2).
+    """
     from pathseg.slides.mpp import lookup_mpp_csv, missing_mpp_error, read_mpp_csv
     from pathseg.slides.reader import open_slide
     from pathseg.slides.tiling import SlideJob, SlideResult, TileParams, read_marker
@@ -174,14 +189,18 @@ def tile_command(cfg: TileConfig) -> int:
             with open_slide(p, cfg.backend, mpp=user, mpp_source=source) as slide:
                 if slide.mpp is None:
                     missing.append(p)
-                elif not slide.mpp_source.startswith("user"):
-                    user = None  # the metadata wins; do not pass (and warn about) the user value again
+                else:
+                    _check_fits(slide.dimensions, slide.mpp, cfg)
+                    if not slide.mpp_source.startswith("user"):
+                        user = None  # the metadata wins; do not pass (and warn about) the user value again
         except PathsegError as exc:
             results.append(SlideResult(sid, str(p), "failed", message=exc.message))
             continue
         jobs.append(SlideJob(str(p), sid, str(out), params, cfg.backend, user, source))
     if missing:
         raise missing_mpp_error(missing[0], others=len(missing) - 1)
+    if not jobs and all(r.status == "failed" for r in results) and len(results) == 1:
+        raise PathsegError(results[0].message, results[0].path)  # nothing to do: refuse before writing anything
     _check_params(out, asdict(params), write=True)
     for r in results:
         if r.status == "failed":
@@ -194,7 +213,14 @@ def tile_command(cfg: TileConfig) -> int:
     failed = [r for r in results if r.status == "failed"]
     tiled = sum(r.status in ("done", "empty") for r in results)
     _note(f"{tiled} slide(s) tiled, {skipped} skipped, {len(failed)} failed; {n_rows} tiles in {out / 'tiles.csv'}")
-    return 1 if failed else 0
+    if failed:  # each failed slide has had its own error: line; the finished ones are kept
+        _note(f"{len(failed)} of {len(results)} slide(s) failed (error: lines above); run the same command again "
+              "to retry them")
+        return 2
+    if n_rows == 0:
+        raise PathsegError(f"no tile was kept (--size {cfg.size} at --mpp {cfg.mpp:g}, --min-tissue "
+                           f"{cfg.min_tissue:g}); lower --size or --min-tissue", out)
+    return 0
 
 
 def _report(r: object) -> None:
@@ -227,7 +253,10 @@ def _run_jobs(jobs: list, workers: int) -> list:  # type: ignore[type-arg]
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            from pathseg.slides.tiling import die_with_parent
+
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                                     initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(tile_one, job) for job in jobs]
                 for fut in as_completed(futures):
                     r = fut.result()
@@ -255,6 +284,10 @@ def info_command(cfg: InfoConfig) -> int:
 
     with open_slide(cfg.slide, cfg.backend, mpp=cfg.slide_mpp, mpp_source="user (--slide-mpp)") as s:
         w, h = s.dimensions
+        # probe the pixel data (first and last tile of level 0, the smallest level): a truncated file fails here
+        s.read_region(0, 0, 0, min(16, w), min(16, h))
+        s.read_region(0, max(w - 16, 0), max(h - 16, 0), min(16, w), min(16, h))
+        s.thumbnail(64)
         print(f"slide:           {s.path}")
         print(f"backend:         {s.backend}")
         print(f"vendor:          {s.vendor}")

@@ -128,6 +128,11 @@ def tile_one(job: SlideJob) -> SlideResult:
             mask_ds = max(p.tissue.mpp / slide.mpp, 1.0)
             tissue_params = TissueParams(**{**asdict(p.tissue), "mpp": mask_ds * slide.mpp})
             mask = detect_tissue(slide.overview(mask_ds), tissue_params)
+            size0 = p.size * p.mpp / slide.mpp
+            w, h = slide.dimensions
+            if size0 > w or size0 > h:
+                raise PathsegError(f"slide is {round(w * slide.mpp / p.mpp)}x{round(h * slide.mpp / p.mpp)} px at "
+                                   f"--mpp {p.mpp:g}, smaller than one tile of --size {p.size}", job.path)
             rows = tile_table(slide, mask, mask_ds, p)
             for row in rows:
                 row["slide_id"] = job.slide_id
@@ -150,6 +155,35 @@ def tile_one(job: SlideJob) -> SlideResult:
         return SlideResult(job.slide_id, job.path, "failed", message=exc.message)
     except Exception as exc:  # a bad slide must not stop the others
         return SlideResult(job.slide_id, job.path, "failed", message=f"{type(exc).__name__}: {exc}")
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this process when its parent dies, whatever signal killed the parent.
+
+    On Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` asks the kernel to kill the worker when its parent exits (even by
+    ``kill -9``); everywhere, a daemon thread also polls the parent id once a second. A parent already gone before
+    the call ends the worker at once.
+    """
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="pathseg-parent-watch", daemon=True).start()
 
 
 def read_marker(slide_dir: str | os.PathLike[str]) -> dict[str, object] | None:

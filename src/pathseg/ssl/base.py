@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -44,6 +44,24 @@ class SSLMethod(nn.Module):
 
     backbone: nn.Module
     timm_name: str
+    #: ``True`` for methods that run their own optimisers (GANs): they implement :meth:`build_optimizers` and
+    #: :meth:`manual_step` instead of :meth:`training_loss`.
+    manual_optimization: bool = False
+
+    def build_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
+        """The optimisers of a manual-optimisation method (checkpointed by Lightning)."""
+        raise NotImplementedError
+
+    def manual_step(self, batch: dict[str, Any], optimizers: list[torch.optim.Optimizer], step: int,
+                    backward: Any) -> dict[str, Tensor]:
+        """One update of a manual-optimisation method; ``backward(loss)`` is Lightning's AMP-safe backward.
+
+        The method zeroes, steps and schedules its optimisers itself; the returned losses are logged (``"loss"``).
+        """
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called at the start of every training epoch with its 0-based index."""
 
     def training_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Losses of one batch; ``"loss"`` is optimised, every entry is logged as ``train/<key>``."""
@@ -80,6 +98,27 @@ def ema_update(target: nn.Module, source: nn.Module, momentum: float) -> None:
         pt.mul_(momentum).add_(ps.detach(), alpha=1.0 - momentum)
 
 
+HeadInit = Literal["default", "kaiming"]
+
+
+def init_linear_layers(module: nn.Module, init: HeadInit) -> None:
+    """Initialise the ``nn.Linear`` layers of ``module`` as an original implementation did.
+
+    ``default``: PyTorch's own initialisation (weights and biases ~ U(±1/√fan_in)), what MoCo v2's head gets
+    (``moco/builder.py`` builds plain ``nn.Linear`` layers and never re-initialises them). ``kaiming``: weights
+    ~ N(0, 2 / fan_in) (Kaiming normal, fan-in, ReLU gain) and zero biases, what DenseCL's neck gets
+    (``DenseCL.init_weights`` → ``_init_weights(init_linear='kaiming')`` in ``openselfsup/models/necks.py``,
+    mmcv ``kaiming_init(mode='fan_in')``); that function leaves convolutions at PyTorch's default.
+    """
+    if init == "default":
+        return
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class MLPHead(nn.Sequential):
     """MoCo v2 projection head: ``Linear(in, hidden) → ReLU → Linear(hidden, out)``.
 
@@ -87,14 +126,21 @@ class MLPHead(nn.Sequential):
         in_dim: Input features (the backbone's ``num_features``).
         hidden_dim: Hidden width (MoCo v2: equal to ``in_dim``, e.g. 2048 for ResNet-50).
         out_dim: Embedding size (128).
+        init: Initialisation of the linear layers (see :func:`init_linear_layers`; MoCo v2: ``default``,
+            DenseCL: ``kaiming``).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, init: HeadInit = "default") -> None:
         super().__init__(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+        init_linear_layers(self, init)
 
 
 class ConvHead(nn.Sequential):
-    """DenseCL dense projection head: ``Conv1x1(in, hidden) → ReLU → Conv1x1(hidden, out)`` on ``[N, C, H, W]``."""
+    """DenseCL dense projection head: ``Conv1x1(in, hidden) → ReLU → Conv1x1(hidden, out)`` on ``[N, C, H, W]``.
+
+    The convolutions keep PyTorch's default initialisation, as in DenseCL's ``DenseCLNeck`` (its ``init_weights``
+    only re-initialises linear and normalisation layers).
+    """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
         super().__init__(nn.Conv2d(in_dim, hidden_dim, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden_dim, out_dim, 1))

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pathseg.errors import ConfigError
+from pathseg.train.config import ScheduleName, TrainerConfig
+
+__all__ = ["CheckpointConfig", "ExportConfig", "MonitorConfig", "OptimConfig", "PretrainConfig", "TrainerConfig"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -21,7 +24,13 @@ class OptimConfig:
         weight_decay: Weight decay (1e-4).
         momentum: SGD momentum.
         warmup_epochs: Linear warm-up length in epochs (fractions allowed).
-        cosine: Cosine decay to 0 after the warm-up (else constant).
+        cosine: Cosine decay to 0 after the warm-up (``false``: constant; kept for older configs).
+        schedule: ``cosine``, ``constant``, ``poly``, ``step`` or ``plateau`` (``ReduceLROnPlateau`` on the
+            epoch's training loss, as the URL code); ``cosine: false`` turns ``cosine`` into ``constant``.
+        power: Exponent of ``poly``.
+        milestones: Steps of ``step``.
+        gamma: Factor of ``step`` / ``plateau``.
+        patience: Epochs without improvement before ``plateau`` lowers the rate.
     """
 
     name: Literal["sgd", "adamw"] = "sgd"
@@ -30,41 +39,15 @@ class OptimConfig:
     momentum: float = 0.9
     warmup_epochs: float = 0.0
     cosine: bool = True
+    schedule: ScheduleName = "cosine"
+    power: float = 0.9
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    patience: int = 10
 
-
-@dataclass
-class TrainerConfig:
-    """Lightning trainer settings (see docs/pretraining.md for multi-GPU and multi-node).
-
-    Args:
-        max_epochs: Epochs (ignored when ``max_steps`` > 0).
-        max_steps: Optimiser steps (-1: use ``max_epochs``).
-        accelerator: ``auto``, ``cpu``, ``gpu``...
-        devices: ``auto``, a count (``"4"``) or a list (``"0,1"``).
-        num_nodes: Machines.
-        strategy: ``auto``, ``ddp``, ``ddp_spawn``, ``ddp_find_unused_parameters_true``...
-        precision: ``32-true``, ``16-mixed`` (AMP on GPU), ``bf16-mixed``.
-        accumulate_grad_batches: Gradient accumulation.
-        log_every_n_steps: Logging interval.
-        deterministic: ``torch.use_deterministic_algorithms`` (exact reproducibility, slower on GPU).
-        sync_batchnorm: Convert BatchNorm to SyncBatchNorm under DDP (GPU).
-        gradient_clip_val: Clip gradients by norm (0: off).
-        progress_bar: Show Lightning's progress bar.
-    """
-
-    max_epochs: int = 200
-    max_steps: int = -1
-    accelerator: str = "auto"
-    devices: str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    accumulate_grad_batches: int = 1
-    log_every_n_steps: int = 50
-    deterministic: bool = False
-    sync_batchnorm: bool = False
-    gradient_clip_val: float = 0.0
-    progress_bar: bool = True
+    def schedule_name(self) -> str:
+        """The effective schedule (``cosine: false`` means constant)."""
+        return "constant" if self.schedule == "cosine" and not self.cosine else self.schedule
 
 
 @dataclass
@@ -107,12 +90,12 @@ class MonitorConfig:
 
 @dataclass
 class PretrainConfig:
-    """Self-supervised pretraining of a backbone with a registered method (mocov2, densecl, url).
+    """Self-supervised pretraining of a backbone with a registered method.
 
     Args:
-        method: Method name (``pathseg pretrain --list-methods`` is not needed: see docs/pretraining.md).
         data: Canonical data set directory (images of all splits) or a tile index ``tiles.csv``.
         out: Run directory.
+        method: Method name, one of the registry (``pathseg pretrain --help`` lists them).
         backbone: timm name of the backbone.
         splits: Splits of the data set to use (empty: all).
         seed: Seed of everything (weights, data order, augmentation).
@@ -132,9 +115,9 @@ class PretrainConfig:
         monitor: Optional kNN monitor.
     """
 
-    method: str = field(default="mocov2", metadata={"help": "pretraining method (mocov2, densecl, url)"})
-    data: str = field(default="", metadata={"help": "data set directory or tiles.csv"})
-    out: str = field(default="", metadata={"help": "run directory"})
+    data: str = field(metadata={"help": "data set directory or tiles.csv"})
+    out: str = field(metadata={"help": "run directory"})
+    method: str = field(default="mocov2", metadata={"help": "pretraining method (see 'pathseg pretrain --help')"})
     backbone: str = field(default="resnet50", metadata={"help": "timm backbone name"})
     splits: list[str] = field(default_factory=list, metadata={"help": "splits to use (default: all)"})
     seed: int = field(default=0, metadata={"help": "seed of weights, data order and augmentation"})

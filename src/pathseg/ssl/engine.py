@@ -41,7 +41,7 @@ def build_context(cfg: PretrainConfig, max_steps: int = 1) -> BuildContext:
     """The :class:`BuildContext` of a config."""
     return BuildContext(backbone=cfg.backbone, crop_size=cfg.crop_size, mean=tuple(cfg.mean),  # type: ignore[arg-type]
                         std=tuple(cfg.std), data=Path(cfg.data), splits=tuple(cfg.splits),  # type: ignore[arg-type]
-                        seed=cfg.seed, max_steps=max_steps)
+                        seed=cfg.seed, max_steps=max_steps, extra={"out": cfg.out})
 
 
 class SSLData(L.LightningDataModule):
@@ -60,34 +60,76 @@ class SSLData(L.LightningDataModule):
                                persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
 
-def _devices(value: str) -> Any:
-    value = value.strip()
-    if value == "auto":
-        return "auto"
-    if "," in value or value.startswith("["):
-        return [int(v) for v in value.strip("[]").split(",") if v.strip()]
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"trainer.devices: expected auto, a count or a list, got {value!r}") from None
-
-
 def _resume_path(cfg: PretrainConfig, ckpt_dir: Path) -> Path | None:
+    from pathseg.train.weights import check_resume_checkpoint
+
     if cfg.resume_from:
-        path = Path(cfg.resume_from)
-        if not path.is_file():
-            raise PathsegError("checkpoint to resume from not found", path)
-        return path
+        return check_resume_checkpoint(cfg.resume_from)
     last = ckpt_dir / "last.ckpt"
     if cfg.resume:
         if last.is_file():
-            return last
+            return check_resume_checkpoint(last)
         log.warning("--resume: no %s yet, starting from scratch", last)
         return None
     if last.exists() and not cfg.overwrite:
         raise PathsegError("run directory holds checkpoints already (pass --resume to continue, or --overwrite)",
                            Path(cfg.out))
     return None
+
+
+def _checkpoint_callbacks(cfg: PretrainConfig, ckpt_dir: Path) -> list[L.Callback]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    cbs: list[L.Callback] = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                                             every_n_train_steps=cfg.checkpoint.every_n_steps or None,
+                                             save_on_train_epoch_end=True)]
+    if cfg.checkpoint.keep_every_n_epochs > 0:
+        cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="epoch={epoch}", save_top_k=-1,
+                                   every_n_epochs=cfg.checkpoint.keep_every_n_epochs, save_on_train_epoch_end=True))
+    return cbs
+
+
+def _knn_monitor(cfg: PretrainConfig) -> Any:
+    if not cfg.monitor.data:
+        return None
+    from pathseg.ssl.monitor import KNNMonitor
+
+    m = cfg.monitor
+    return KNNMonitor(m.data, m.train_split, m.val_split, m.k, m.temperature, m.every_n_epochs, m.max_images,
+                      m.image_size, cfg.mean, cfg.std)
+
+
+def build_dataset(spec: MethodSpec, mcfg: Any, cfg: PretrainConfig) -> Any:
+    """The method's dataset (its own, or the default unlabeled images / tile index) with its transform."""
+    ctx = build_context(cfg)
+    transform = spec.build_transform(mcfg, ctx)
+    if spec.build_dataset is not None:
+        return spec.build_dataset(mcfg, ctx, transform)
+    return image_source(cfg.data, ctx.splits, transform, cfg.region_size)
+
+
+def steps_of(cfg: PretrainConfig, num_samples: int, world_size: int) -> tuple[int, int]:
+    """``(steps per epoch, total optimiser steps)`` of a run over ``num_samples`` samples.
+
+    Raises:
+        PathsegError: Fewer samples than one global batch.
+    """
+    global_batch = cfg.batch_size * world_size
+    if num_samples < global_batch:
+        raise PathsegError(f"{num_samples} images are fewer than one global batch ({global_batch})", cfg.data)
+    per_epoch = max(1, num_samples // global_batch // cfg.trainer.accumulate_grad_batches)
+    total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else cfg.trainer.max_epochs * per_epoch
+    return per_epoch, total
+
+
+def build_module(method: SSLMethod, cfg: PretrainConfig, steps_per_epoch: int, max_steps: int) -> SSLModule:
+    """The :class:`SSLModule` of ``method`` with the config's optimiser and schedule (plain values)."""
+    o = cfg.optim
+    return SSLModule(method, o.name, o.lr, o.weight_decay, o.momentum,
+                     warmup_steps=round(o.warmup_epochs * steps_per_epoch), max_steps=max_steps,
+                     schedule=o.schedule_name(),
+                     schedule_args={"power": o.power, "milestones": o.milestones, "gamma": o.gamma,
+                                    "patience": o.patience})
 
 
 def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
@@ -99,88 +141,54 @@ def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> 
 
     Raises:
         ConfigError: Unknown method, bad method arguments or trainer settings.
-        PathsegError: Missing data, existing run without ``--resume``.
+        PathsegError: Missing data, existing run without ``--resume``, a checkpoint that cannot be resumed.
+        Interrupted: Ctrl-C / SIGTERM (``run.json`` says ``interrupted``; ``--resume`` continues).
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from pathseg.train.factory import build_trainer
+    from pathseg.train.lifecycle import fit, run_lifecycle
 
-    from pathseg.models import save_encoder
-    from pathseg.runs import RunDir
-
-    if not cfg.out:
-        raise ConfigError("--out is required")
-    if not cfg.data:
-        raise ConfigError("--data is required")
     spec, mcfg = method_config(cfg)
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     resume = _resume_path(cfg, ckpt_dir)
-    run = RunDir(out, cfg, seed=cfg.seed) if _rank_zero() else None
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    tcfg = cfg.trainer
-    cbs: list[L.Callback] = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
-                                             every_n_train_steps=cfg.checkpoint.every_n_steps or None,
-                                             save_on_train_epoch_end=True)]
-    if cfg.checkpoint.keep_every_n_epochs > 0:
-        cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="epoch={epoch}", save_top_k=-1,
-                                   every_n_epochs=cfg.checkpoint.keep_every_n_epochs, save_on_train_epoch_end=True))
-    monitor = None
-    if cfg.monitor.data:
-        from pathseg.ssl.monitor import KNNMonitor
+    with run_lifecycle(out, cfg, seed=cfg.seed, enabled=_rank_zero()) as run:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        monitor = _knn_monitor(cfg)
+        cbs = _checkpoint_callbacks(cfg, ckpt_dir) + ([monitor] if monitor is not None else []) + list(callbacks or [])
+        trainer = build_trainer(cfg.trainer, out, cbs, loggers=("csv", "tensorboard"), use_distributed_sampler=False)
+        dataset = build_dataset(spec, mcfg, cfg)
+        steps_per_epoch, max_steps = steps_of(cfg, len(dataset), trainer.world_size)
+        method: SSLMethod = spec.build_model(mcfg, build_context(cfg, max_steps))
+        module = build_module(method, cfg, steps_per_epoch, max_steps)
+        start = time.time()
+        fit(trainer, module, datamodule=SSLData(dataset, cfg.batch_size, cfg.num_workers, cfg.seed),
+            ckpt_path=str(resume) if resume else None)
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+        metrics = _metrics(cfg, trainer, time.time() - start, monitor)
+        if run is not None:
+            _export(out / ENCODER_FILE, method, cfg, extra={"method": cfg.method, "steps": int(trainer.global_step)})
+            run.finish(metrics)
+    return metrics
 
-        m = cfg.monitor
-        monitor = KNNMonitor(m.data, m.train_split, m.val_split, m.k, m.temperature, m.every_n_epochs,
-                             m.max_images, m.image_size, cfg.mean, cfg.std)
-        cbs.append(monitor)
-    cbs += list(callbacks or [])
-    try:
-        trainer = L.Trainer(
-            accelerator=tcfg.accelerator, devices=_devices(tcfg.devices), num_nodes=tcfg.num_nodes,
-            strategy=tcfg.strategy, precision=tcfg.precision,  # type: ignore[arg-type]
-            max_epochs=tcfg.max_epochs if tcfg.max_steps <= 0 else -1, max_steps=tcfg.max_steps,
-            accumulate_grad_batches=tcfg.accumulate_grad_batches, log_every_n_steps=tcfg.log_every_n_steps,
-            deterministic=tcfg.deterministic, sync_batchnorm=tcfg.sync_batchnorm,
-            gradient_clip_val=tcfg.gradient_clip_val or None, enable_progress_bar=tcfg.progress_bar,
-            use_distributed_sampler=False, limit_val_batches=0, num_sanity_val_steps=0,
-            enable_model_summary=False, callbacks=cbs, default_root_dir=str(out),
-            logger=[CSVLogger(str(out), name="logs"), TensorBoardLogger(str(out), name="tb")],  # version_N each start
-        )
-    except (ValueError, TypeError, RuntimeError) as exc:  # Lightning: bad accelerator/strategy/precision
-        raise ConfigError(f"trainer: {str(exc).splitlines()[0]}") from None
-    ctx0 = build_context(cfg)
-    transform = spec.build_transform(mcfg, ctx0)
-    dataset = (spec.build_dataset(mcfg, ctx0, transform) if spec.build_dataset is not None
-               else image_source(cfg.data, ctx0.splits, transform, cfg.region_size))
-    global_batch = cfg.batch_size * trainer.world_size
-    if len(dataset) < global_batch:
-        raise PathsegError(f"{len(dataset)} images are fewer than one global batch ({global_batch})", cfg.data)
-    steps_per_epoch = max(1, len(dataset) // global_batch // tcfg.accumulate_grad_batches)
-    max_steps = tcfg.max_steps if tcfg.max_steps > 0 else tcfg.max_epochs * steps_per_epoch
-    ctx = build_context(cfg, max_steps)
-    method: SSLMethod = spec.build_model(mcfg, ctx)
-    module = SSLModule(method, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.momentum,
-                       warmup_steps=round(cfg.optim.warmup_epochs * steps_per_epoch), max_steps=max_steps,
-                       cosine=cfg.optim.cosine)
-    data = SSLData(dataset, cfg.batch_size, cfg.num_workers, cfg.seed)
-    start = time.time()
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
-    seconds = time.time() - start
-    trainer.save_checkpoint(ckpt_dir / "last.ckpt")
+
+def _metrics(cfg: PretrainConfig, trainer: Any, seconds: float, monitor: Any) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "method": cfg.method, "backbone": cfg.backbone, "steps": int(trainer.global_step),
         "epochs": int(trainer.current_epoch), "seconds": round(seconds, 2),
         "final_loss": _scalar(trainer.callback_metrics.get("train/loss")),
-        "interrupted": bool(trainer.interrupted),
     }
     if monitor is not None and monitor.history:
         metrics["knn_acc"] = monitor.history[-1]
         metrics["knn_acc_history"] = monitor.history
-    if _rank_zero():
-        save_encoder(out / ENCODER_FILE, method.export_state(), method.timm_name, cfg.mean, cfg.std,
-                     extra={"method": cfg.method, "steps": int(trainer.global_step)})
-        if run is not None:
-            run.finish(metrics, status="interrupted" if trainer.interrupted else "completed")
     return metrics
+
+
+def _export(path: Path, method: SSLMethod, cfg: PretrainConfig, extra: dict[str, Any]) -> Path:
+    from pathseg.models import save_encoder
+
+    own = getattr(method, "export_extra", None)  # a method's own metadata (e.g. UNIT's guidance and stage)
+    extra = {**(own() if callable(own) else {}), **extra}
+    return save_encoder(path, method.export_state(), method.timm_name, cfg.mean, cfg.std, extra=extra)
 
 
 def _rank_zero() -> bool:
@@ -214,8 +222,6 @@ def load_method_from_run(run: Path, checkpoint: Path) -> tuple[SSLMethod, Pretra
 
 def export_command(cfg: ExportConfig) -> int:
     """``pathseg export RUN --out encoder.safetensors``: the backbone alone, with timm name and normalisation."""
-    from pathseg.models import save_encoder
-
     run = Path(cfg.run)
     if not (run / "config.yaml").is_file():
         raise PathsegError("not a pretraining run (config.yaml missing)", run)
@@ -223,8 +229,7 @@ def export_command(cfg: ExportConfig) -> int:
         raise ConfigError("--out is required")
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint else run / "checkpoints" / "last.ckpt"
     method, pcfg = load_method_from_run(run, ckpt)
-    path = save_encoder(cfg.out, method.export_state(), method.timm_name, pcfg.mean, pcfg.std,
-                        extra={"method": pcfg.method, "checkpoint": str(ckpt)})
+    path = _export(Path(cfg.out), method, pcfg, extra={"method": pcfg.method, "checkpoint": str(ckpt)})
     print(f"wrote {path} ({pcfg.backbone}, {len(method.export_state())} tensors)")
     return 0
 
@@ -233,6 +238,6 @@ def pretrain_command(cfg: PretrainConfig) -> int:
     """``pathseg pretrain``."""
     metrics = pretrain(cfg)
     if _rank_zero():
-            print(f"pretrained {metrics['method']} for {metrics['steps']} steps in {metrics['seconds']} s: "
+        print(f"pretrained {metrics['method']} for {metrics['steps']} steps in {metrics['seconds']} s: "
               f"final loss {metrics['final_loss']}, encoder {Path(cfg.out) / ENCODER_FILE}")
     return 0

@@ -16,6 +16,9 @@ from torch import Tensor
 from pathseg.data.layout import image_path, labels_path, read_labels_csv
 from pathseg.errors import DataError
 from pathseg.io import read_rgb
+from pathseg.train.knn import knn_accuracy
+
+__all__ = ["KNNMonitor", "knn_accuracy", "load_labelled"]
 
 
 def load_labelled(root: str | os.PathLike[str], split: str, size: int, max_images: int,
@@ -31,21 +34,6 @@ def load_labelled(root: str | os.PathLike[str], split: str, size: int, max_image
         images.append(F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True)[0])
     x = (torch.stack(images) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     return x, [rows[i][header[1]] for i in ids]
-
-
-def knn_accuracy(train_feat: Tensor, train_y: Tensor, test_feat: Tensor, test_y: Tensor, k: int = 20,
-                 temperature: float = 0.07) -> float:
-    """Weighted kNN (cosine similarity, votes ``exp(s / T)``) accuracy of ``test`` against ``train``.
-
-    Shapes: ``train_feat [N, D]``, ``train_y [N]`` (int), ``test_feat [M, D]``, ``test_y [M]``.
-    """
-    a, b = F.normalize(train_feat, dim=1), F.normalize(test_feat, dim=1)
-    sim = b @ a.t()
-    k = min(k, a.shape[0])
-    top, idx = sim.topk(k, dim=1)
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
-    votes = torch.zeros(b.shape[0], num_classes).scatter_add_(1, train_y[idx], (top / temperature).exp())
-    return float((votes.argmax(1) == test_y).float().mean())
 
 
 class KNNMonitor(L.Callback):

@@ -8,8 +8,9 @@ from typing import Literal
 
 from pathseg.errors import ConfigError
 
-Kind = Literal["segmentation", "instance", "patch_labels", "classification", "unlabeled", "slide"]
-KINDS: tuple[str, ...] = ("segmentation", "instance", "patch_labels", "classification", "unlabeled", "slide")
+Kind = Literal["segmentation", "instance", "patch_labels", "classification", "unlabeled", "slide", "nuclei-masks"]
+KINDS: tuple[str, ...] = ("segmentation", "instance", "patch_labels", "classification", "unlabeled", "slide",
+                          "nuclei-masks")
 DEFAULT_SPLITS = ["train:0.7", "val:0.15", "test:0.15"]
 
 
@@ -34,6 +35,11 @@ class SynthConfig:
     )
     mask_downsample: int = field(default=4, metadata={"help": "slide: downsample of the label mask PNG"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output directory"})
+    layout: Literal["structured", "random"] = field(
+        default="structured", metadata={"help": "nuclei-masks: crypt-like (structured) or uniform (random) layout"})
+    render: Literal["multichannel", "2channel", "grey", "binary"] = field(
+        default="multichannel", metadata={"help": "nuclei-masks: rendering of the mask image"})
+    grid: int = field(default=4, metadata={"help": "nuclei-masks: tiles per canvas side (canvas = grid * size)"})
 
     def validate(self) -> None:
         """Check counts, sizes and split fractions."""
@@ -47,6 +53,8 @@ class SynthConfig:
             raise ConfigError(f"'mpp' must be positive, got {self.mpp}")
         if not 0 <= self.min_coverage < 1:
             raise ConfigError(f"'min_coverage' must be in [0, 1), got {self.min_coverage}")
+        if self.grid < 1:
+            raise ConfigError(f"'grid' must be at least 1, got {self.grid}")
         if self.mask_downsample < 1:
             raise ConfigError(f"'mask_downsample' must be at least 1, got {self.mask_downsample}")
         parse_splits(self.splits or DEFAULT_SPLITS)

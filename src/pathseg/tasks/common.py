@@ -20,7 +20,7 @@ from torch import nn
 
 from pathseg.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from pathseg.errors import ConfigError, DataError
-from pathseg.io import atomic_path, atomic_write_text
+from pathseg.io import atomic_write_text
 
 DEFAULT_BACKBONE = "resnet18"
 
@@ -153,12 +153,10 @@ def encoder_of(model: nn.Module) -> nn.Module:
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Save a state dict as safetensors (tensors only, contiguous CPU copies), atomically."""
-    from safetensors.torch import save_file
+    """Save a state dict as safetensors (tensors only), atomically and byte-reproducibly."""
+    from pathseg.train.weights import save_safetensors
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
+    save_safetensors(model.state_dict(), path)
 
 
 def load_model(run_seed_dir: str | os.PathLike[str], which: str = "best") -> tuple[nn.Module, ModelSpec]:

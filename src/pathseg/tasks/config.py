@@ -6,53 +6,58 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pathseg.config.checks import check_seeds
 from pathseg.errors import ConfigError
+from pathseg.tasks.instance.config import InstanceSection
+from pathseg.train.config import TrainerConfig
 
 
 @dataclass
-class TrainerSection:
-    """Lightning trainer settings.
+class TrainerSection(TrainerConfig):
+    """Lightning trainer settings of fine-tuning (the engine's :class:`~pathseg.train.config.TrainerConfig`).
+
+    Training draws crops with replacement; an "epoch" is ``val_every_steps`` steps, after which the validation
+    split is scored and the best weights are kept. Set ``max_steps`` (default) or ``max_epochs`` (with
+    ``max_steps: -1``).
 
     Args:
-        max_steps: Optimisation steps per seed.
-        val_every_steps: Steps between validations (one "epoch" of a sampler drawing with replacement).
+        val_every_steps: Steps between validations (one "epoch").
         batch_size: Training batch size.
-        accelerator: ``auto``, ``cpu``, ``gpu``…
-        devices: Devices (an int, or ``auto``).
-        precision: Lightning precision string, e.g. ``32-true`` or ``16-mixed``.
-        deterministic: Ask torch for deterministic algorithms.
-        log_every_n_steps: Logging interval.
         num_workers: Data loader worker processes.
     """
 
+    max_epochs: int = -1
     max_steps: int = 2000
+    devices: str = "1"
+    log_every_n_steps: int = 10
     val_every_steps: int = 200
     batch_size: int = 8
-    accelerator: str = "auto"
-    devices: str = "1"
-    precision: str = "32-true"
-    deterministic: bool = False
-    log_every_n_steps: int = 10
     num_workers: int = 2
+
+    def total_steps(self) -> int:
+        """Optimiser steps of one seed."""
+        return self.max_steps if self.max_steps > 0 else self.max_epochs * self.val_every_steps
 
 
 @dataclass
 class OptimSection:
-    """Optimiser and schedule (linear warm-up, then cosine decay to zero, stepped per batch).
+    """Optimiser and schedule (by default linear warm-up, then cosine decay to zero, stepped per batch).
 
     Args:
-        name: ``adamw`` or ``sgd`` (momentum 0.9).
+        name: ``adamw``, ``adam`` or ``sgd`` (momentum 0.9).
         lr: Learning rate of the decoder/head.
         encoder_lr_mult: Encoder learning rate = ``lr`` x this.
         weight_decay: Weight decay.
         warmup_steps: Linear warm-up steps.
+        schedule: ``cosine``, ``constant``, ``poly`` or ``step`` (:mod:`pathseg.train.schedules`).
     """
 
-    name: Literal["adamw", "sgd"] = "adamw"
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = 1e-3
     encoder_lr_mult: float = 1.0
     weight_decay: float = 1e-4
     warmup_steps: int = 50
+    schedule: Literal["cosine", "constant", "poly", "step"] = "cosine"
 
 
 @dataclass
@@ -76,9 +81,12 @@ class InferenceSection:
 class FinetuneConfig:
     """Fine-tune an encoder (a pathseg encoder file or random init) on labelled data, then test it."""
 
-    data: Path | None = field(default=None, metadata={"help": "data set directory (canonical layout); required"})
-    out: Path | None = field(default=None, metadata={"help": "run directory to create; required"})
-    task: Literal["segmentation", "classification"] = field(default="segmentation", metadata={"help": "what to train"})
+    data: Path = field(metadata={"help": "data set directory (canonical layout)"})
+    out: Path = field(metadata={"help": "run directory to create"})
+    task: Literal["segmentation", "classification", "instance"] = field(
+        default="segmentation", metadata={"help": "what to train (instance: glands or nuclei as objects)"})
+    model: Literal["", "maskrcnn", "hover", "contour"] = field(
+        default="", metadata={"help": "instance model (default: hover for nuclei, contour for glands)"})
     encoder: str = field(default="random", metadata={"help": "encoder file ('pathseg export') or 'random'"})
     backbone: str = field(default="", metadata={"help": "timm name (default resnet18); must agree with the file"})
     decoder: Literal["unet", "deeplabv3plus", "fpn"] = field(default="unet", metadata={"help": "segmentation decoder"})
@@ -93,29 +101,30 @@ class FinetuneConfig:
     trainer: TrainerSection = field(default_factory=TrainerSection)
     optim: OptimSection = field(default_factory=OptimSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
+    instance: InstanceSection = field(default_factory=InstanceSection)
 
     def validate(self) -> None:
         """Check ranges that would otherwise fail deep inside training."""
         if not 0.0 < self.label_fraction <= 1.0:
             raise ConfigError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
-        if self.task not in ("segmentation", "classification"):
+        if self.task not in ("segmentation", "classification", "instance"):
             raise ConfigError(f"unknown task '{self.task}'")
-        if not self.seeds:
-            raise ConfigError("seeds must name at least one seed")
+        check_seeds(self.seeds)
         if self.crop_size <= 0 or self.crop_size % 32:
             raise ConfigError(f"crop_size must be a positive multiple of 32, got {self.crop_size}")
         if not 0.0 <= self.inference.overlap < 1.0:
             raise ConfigError(f"inference.overlap must be in [0, 1), got {self.inference.overlap}")
-        if self.trainer.max_steps < 1 or self.trainer.val_every_steps < 1 or self.trainer.batch_size < 1:
-            raise ConfigError("trainer.max_steps, trainer.val_every_steps and trainer.batch_size must be >= 1")
+        if self.trainer.total_steps() < 1 or self.trainer.val_every_steps < 1 or self.trainer.batch_size < 1:
+            raise ConfigError("trainer.max_steps (or trainer.max_epochs), trainer.val_every_steps and "
+                              "trainer.batch_size must be >= 1")
 
 
 @dataclass
 class ProbeConfig:
     """Linear or kNN probe of a frozen encoder on image-level labels (features extracted once)."""
 
-    data: Path | None = field(default=None, metadata={"help": "classification data set directory; required"})
-    out: Path | None = field(default=None, metadata={"help": "run directory to create; required"})
+    data: Path = field(metadata={"help": "classification data set directory"})
+    out: Path = field(metadata={"help": "run directory to create"})
     kind: Literal["linear", "knn"] = field(default="linear", metadata={"help": "probe type"})
     encoder: str = field(default="random", metadata={"help": "encoder file or 'random'"})
     backbone: str = field(default="", metadata={"help": "timm name for 'random'; must agree with the file"})
@@ -137,13 +146,14 @@ class ProbeConfig:
         """Check ranges."""
         if not 0.0 < self.label_fraction <= 1.0:
             raise ConfigError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        check_seeds(self.seeds)
         if self.k < 1 or self.temperature <= 0:
             raise ConfigError("k must be >= 1 and temperature > 0")
 
 
 @dataclass
 class EvaluateConfig:
-    """Re-evaluate the models of a fine-tuning run on a split; writes RUN/eval_<split>.json."""
+    """Re-evaluate the models of a fine-tuning run on a split; writes RUN/eval_<data set>_<split>.json."""
 
     run: Path = field(metadata={"help": "fine-tuning run directory"})
     data: Path = field(metadata={"help": "data set directory"})
@@ -152,19 +162,3 @@ class EvaluateConfig:
     device: str = field(default="auto", metadata={"help": "cpu, cuda or auto"})
     overlap: float = field(default=-1.0, metadata={"help": "sliding-window overlap (-1 = as trained)"})
     pictures: bool = field(default=True, metadata={"help": "write overlay and confusion-matrix pictures"})
-
-
-def require_paths(cfg: FinetuneConfig | ProbeConfig) -> tuple[Path, Path]:
-    """``data`` and ``out`` are optional only so that config files may leave them out; a run needs both.
-
-    Returns:
-        ``(data, out)``.
-
-    Raises:
-        ConfigError: One of them is missing.
-    """
-    if cfg.data is None or str(cfg.data) == "":
-        raise ConfigError("--data is required")
-    if cfg.out is None or str(cfg.out) == "":
-        raise ConfigError("--out is required")
-    return Path(cfg.data), Path(cfg.out)

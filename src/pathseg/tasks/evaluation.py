@@ -100,44 +100,85 @@ def seed_dirs(run: Path) -> list[Path]:
     Raises:
         DataError: None found.
     """
-    found = sorted((p for p in run.glob("seed_*") if (p / "model.json").is_file()),
+    found = sorted((p for p in run.glob("seed_*")
+                    if (p / "model.json").is_file() or (p / "instance_model.json").is_file()),
                    key=lambda p: int(p.name.split("_", 1)[1]) if p.name.split("_", 1)[1].isdigit() else 0)
     if not found:
         raise DataError("no seed_<s>/model.json in the run (not a finished 'pathseg finetune' run?)", run)
     return found
 
 
+def evaluation_name(run: Path, data: Path, dataset_name: str, split: str) -> str:
+    """``eval_<data set>_<split>``: evaluations of different data sets never share a file.
+
+    Raises:
+        DataError: The run holds an evaluation of another data set folder under the same name.
+    """
+    import json
+
+    name = f"eval_{dataset_name}_{split}"
+    previous = run / f"{name}.json"
+    if previous.is_file():
+        try:
+            earlier = json.loads(previous.read_text()).get("data")
+        except (OSError, json.JSONDecodeError):
+            earlier = None
+        if earlier is not None and Path(earlier).resolve() != data.resolve():
+            raise DataError(f"{previous.name} holds an evaluation of another data set folder ({earlier}); move it "
+                            "away or rename this data set in its dataset.yaml", run)
+    return name
+
+
+def _evaluate_seed(sdir: Path, cfg: EvaluateConfig, info: Any, folder: str, ids: list[str],
+                   device: torch.device, name: str) -> dict[str, Any]:
+    if (sdir / "instance_model.json").is_file():
+        from pathseg.tasks.instance.dataset import InstanceDataset
+        from pathseg.tasks.instance.evaluation import evaluate_instance, plot_instance_examples
+        from pathseg.tasks.instance.factory import load_instance_model
+
+        imodel, ispec = load_instance_model(sdir, cfg.weights)
+        ids_ds = InstanceDataset(cfg.data, folder, ids=ids, mean=ispec.mean, std=ispec.std)
+        metrics, iexamples = evaluate_instance(imodel, ids_ds, device, pred_dir=sdir / f"{name}_predictions",
+                                               max_dets=int(ispec.section.get("detections_per_img", 100)))
+        if cfg.pictures:
+            plot_instance_examples(iexamples, sdir / f"{name}_predictions.png")
+        return metrics
+    model, spec = load_model(sdir, cfg.weights)
+    if spec.num_classes != info.num_classes:
+        raise DataError(f"the run's model has {spec.num_classes} classes, the data set {info.num_classes}", cfg.data)
+    if cfg.overlap >= 0:
+        spec.overlap = cfg.overlap
+    if spec.task == "segmentation":
+        ds = SegmentationDataset(cfg.data, folder, ids=ids, mean=spec.mean, std=spec.std)
+        metrics, examples = evaluate_segmentation(model, ds, spec, device)
+    else:
+        cds = ClassificationDataset(cfg.data, folder, ids=ids, mean=spec.mean, std=spec.std,
+                                    crop_size=spec.window or None)
+        metrics, examples = evaluate_classification(model, cds, spec.num_classes, device), []
+    if cfg.pictures:
+        write_pictures(sdir, metrics, spec, examples, prefix=f"{name}_")
+    return metrics
+
+
 def evaluate_command(cfg: EvaluateConfig) -> int:
-    """``pathseg evaluate``: rebuild each seed's model, score ``cfg.split``, write ``RUN/eval_<split>.json``."""
+    """``pathseg evaluate``: rebuild each seed's model, score ``cfg.split``, write ``RUN/eval_<data>_<split>.json``."""
     from pathseg.data.split import resolve_ids
     from pathseg.runs import write_json
 
     run = Path(cfg.run)
     info = read_dataset_info(cfg.data)
     folder, ids = resolve_ids(cfg.data, cfg.split)
+    seeds = seed_dirs(run)
+    name = evaluation_name(run, Path(cfg.data), info.name, cfg.split)
     device = pick_device(cfg.device)
     per_seed: dict[str, dict[str, Any]] = {}
-    for sdir in seed_dirs(run):
-        model, spec = load_model(sdir, cfg.weights)
-        if spec.num_classes != info.num_classes:
-            raise DataError(f"the run's model has {spec.num_classes} classes, the data set {info.num_classes}",
-                            cfg.data)
-        if cfg.overlap >= 0:
-            spec.overlap = cfg.overlap
-        if spec.task == "segmentation":
-            ds = SegmentationDataset(cfg.data, folder, ids=ids, mean=spec.mean, std=spec.std)
-            metrics, examples = evaluate_segmentation(model, ds, spec, device)
-        else:
-            cds = ClassificationDataset(cfg.data, folder, ids=ids, mean=spec.mean, std=spec.std,
-                                        crop_size=spec.window or None)
-            metrics, examples = evaluate_classification(model, cds, spec.num_classes, device), []
-        if cfg.pictures:
-            write_pictures(sdir, metrics, spec, examples, prefix=f"eval_{cfg.split}_")
+    for sdir in seeds:
+        metrics = _evaluate_seed(sdir, cfg, info, folder, ids, device, name)
         per_seed[sdir.name.split("_", 1)[1]] = metrics
-        print(f"{sdir.name}: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in ("miou", "accuracy")
+        print(f"{sdir.name}: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in ("miou", "accuracy", "aji", "object_dice")
                                            if metrics.get(k) is not None))
     result = aggregate_seeds(per_seed)
-    result.update(split=cfg.split, weights=cfg.weights, data=str(cfg.data))
-    write_json(run / f"eval_{cfg.split}.json", result)
-    print(f"wrote {run / f'eval_{cfg.split}.json'}")
+    result.update(split=cfg.split, weights=cfg.weights, data=str(cfg.data), dataset=info.name)
+    write_json(run / f"{name}.json", result)
+    print(f"wrote {run / f'{name}.json'}")
     return 0

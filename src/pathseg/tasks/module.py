@@ -1,14 +1,14 @@
 """Lightning modules for fine-tuning: segmentation (pixel cross-entropy) and classification (cross-entropy).
 
 Both take a built ``nn.Module`` (never a config) and plain hyper-parameters. Validation metrics come from
-:mod:`pathseg.metrics`; the best weights (by ``val_miou`` or ``val_balanced_accuracy``) are kept in memory
-so that no pickled checkpoint is ever written.
+:mod:`pathseg.metrics`; the engine's :class:`~pathseg.train.best.BestWeights` keeps the best weights (by the
+module's ``monitor``: ``val_miou`` or ``val_balanced_accuracy``) in memory, so no pickled checkpoint is written.
+Optimiser and schedule come from :mod:`pathseg.train.schedules`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import lightning as L
@@ -20,17 +20,25 @@ from torch import nn
 from pathseg.metrics import ConfusionMatrix, classification_metrics, metrics_from_confusion
 from pathseg.tasks.common import encoder_of
 from pathseg.tasks.sliding import sliding_window_predict
-
-
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+from pathseg.train.schedules import make_optimizer, make_scheduler
 
 
 class _TransferModule(L.LightningModule):
+    """Shared optimiser set-up of the transfer modules: encoder and decoder groups, frozen encoder.
+
+    Args:
+        model: Network with an ``.encoder``.
+        num_classes: Output classes.
+        lr: Decoder/head learning rate.
+        encoder_lr_mult: Encoder learning rate = ``lr`` × this.
+        weight_decay: Weight decay.
+        optimizer: ``adamw``, ``adam`` or ``sgd`` (momentum 0.9).
+        warmup_steps: Linear warm-up steps.
+        max_steps: Total steps of the schedule.
+        freeze_encoder: Train the decoder/head only; the encoder (BatchNorm statistics included) stays fixed.
+        schedule: Schedule name (:mod:`pathseg.train.schedules`).
+    """
+
     monitor = ""
 
     def __init__(
@@ -44,6 +52,7 @@ class _TransferModule(L.LightningModule):
         warmup_steps: int = 50,
         max_steps: int = 1000,
         freeze_encoder: bool = False,
+        schedule: str = "cosine",
     ) -> None:
         super().__init__()
         self.model = model
@@ -55,8 +64,7 @@ class _TransferModule(L.LightningModule):
         self.warmup_steps = warmup_steps
         self.max_steps = max_steps
         self.freeze_encoder = freeze_encoder
-        self.best_score = -math.inf
-        self.best_state: dict[str, torch.Tensor] | None = None
+        self.schedule = schedule
         self.history: list[dict[str, Any]] = []
         if freeze_encoder:
             for p in encoder_of(model).parameters():
@@ -71,35 +79,21 @@ class _TransferModule(L.LightningModule):
         if self.freeze_encoder:
             encoder_of(self.model).eval()
 
-    def configure_optimizers(self) -> Any:
-        """AdamW/SGD with separate encoder and decoder learning rates; warm-up + cosine per step."""
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Decoder/head parameters at ``lr``, trainable encoder parameters at ``lr × encoder_lr_mult``."""
         enc_ids = {id(p) for p in encoder_of(self.model).parameters()}
         enc = [p for p in self.model.parameters() if id(p) in enc_ids and p.requires_grad]
         rest = [p for p in self.model.parameters() if id(p) not in enc_ids and p.requires_grad]
-        groups = [{"params": rest, "lr": self.lr}]
+        groups: list[dict[str, Any]] = [{"params": rest, "lr": self.lr}]
         if enc:
             groups.append({"params": enc, "lr": self.lr * self.encoder_lr_mult})
-        if self.optimizer_name == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=self.lr, momentum=0.9,
-                                                         weight_decay=self.weight_decay)
-        else:
-            opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, self.warmup_steps, self.max_steps)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return groups
 
-    def _keep_if_best(self, score: float | None) -> None:
-        if score is not None and score > self.best_score:
-            self.best_score = score
-            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-
-    def load_best(self) -> bool:
-        """Put the best validation weights back into the model; ``False`` when there was no validation."""
-        if self.best_state is None:
-            return False
-        self.model.load_state_dict(self.best_state)
-        return True
+    def configure_optimizers(self) -> Any:
+        """The optimiser over :meth:`param_groups` and the per-step schedule."""
+        opt = make_optimizer(self.param_groups(), self.optimizer_name, self.lr, self.weight_decay, 0.9)
+        sched = make_scheduler(opt, self.max_steps, self.schedule, warmup_steps=self.warmup_steps)
+        return {"optimizer": opt, "lr_scheduler": sched}
 
     def last_state(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the current weights."""
@@ -170,7 +164,7 @@ class SegmentationModule(_TransferModule):
         self.val_cm.update(self.predict_probs(x).argmax(1).cpu(), y.cpu())
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val_miou``/``val_mdice``/``val_pixel_accuracy`` and keep the best weights."""
+        """Log ``val_miou``/``val_mdice``/``val_pixel_accuracy`` (the engine keeps the best weights)."""
         if self.trainer.sanity_checking:
             return
         matrix = self.val_cm.matrix
@@ -182,7 +176,6 @@ class SegmentationModule(_TransferModule):
             if m[key] is not None:
                 self.log(f"val_{key}", float(m[key]), prog_bar=key == "miou")
         self.history.append({"step": int(self.global_step), **{k: m[k] for k in ("miou", "mdice")}})
-        self._keep_if_best(m["miou"])
 
 
 class ClassificationModule(_TransferModule):
@@ -213,7 +206,7 @@ class ClassificationModule(_TransferModule):
         self._labels.append(y.cpu().numpy())
 
     def on_validation_epoch_end(self) -> None:
-        """Log accuracy, balanced accuracy, macro F1 and AUC; keep the best weights."""
+        """Log accuracy, balanced accuracy, macro F1 and AUC (the engine keeps the best weights)."""
         if self.trainer.sanity_checking or not self._scores:
             return
         m = classification_metrics(np.concatenate(self._labels), np.concatenate(self._scores), self.num_classes)
@@ -221,4 +214,3 @@ class ClassificationModule(_TransferModule):
             if m[key] is not None:
                 self.log(f"val_{key}", float(m[key]), prog_bar=key == "balanced_accuracy")
         self.history.append({"step": int(self.global_step), "balanced_accuracy": m["balanced_accuracy"]})
-        self._keep_if_best(m["balanced_accuracy"])

@@ -12,6 +12,7 @@ features and fits the probe.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pathseg.errors import ConfigError
-from pathseg.tasks.config import ProbeConfig, require_paths
+from pathseg.tasks.config import ProbeConfig
 
 
 @torch.no_grad()
@@ -44,15 +45,10 @@ def knn_predict(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, num_classes: int, k: int = 20,
     temperature: float = 0.07,
 ) -> torch.Tensor:
-    """Weighted kNN class probabilities ``[M, C]`` with cosine similarity (see the module docstring)."""
-    a = F.normalize(train_x.float(), dim=1)
-    b = F.normalize(test_x.float(), dim=1)
-    sim = b @ a.T
-    k = min(k, a.shape[0])
-    top_sim, top_idx = sim.topk(k, dim=1)
-    weights = (top_sim / temperature).exp()
-    scores = torch.zeros(b.shape[0], num_classes)
-    scores.scatter_add_(1, train_y[top_idx], weights)
+    """Weighted kNN class probabilities ``[M, C]``: :func:`pathseg.train.knn.knn_predict`'s votes, normalised."""
+    from pathseg.train.knn import knn_predict as votes
+
+    scores = votes(train_x, train_y, test_x, num_classes, k, temperature)
     return scores / scores.sum(dim=1, keepdim=True)
 
 
@@ -93,7 +89,7 @@ def probe_command(cfg: ProbeConfig) -> int:
     from pathseg.tasks.common import aggregate_seeds, pick_device, resolve_encoder
     from pathseg.tasks.pictures import plot_confusion
 
-    data, out = require_paths(cfg)
+    data, out = Path(cfg.data), Path(cfg.out)
     info = read_dataset_info(data)
     if info.task != "classification":
         raise ConfigError(f"probe needs a classification data set (labels.csv), this one is '{info.task}'", data)

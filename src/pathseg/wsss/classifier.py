@@ -1,9 +1,11 @@
 """Stage-1 multi-label patch classifier: a timm backbone at output stride 8 + 1x1 classifier + PDA (spec §1).
 
-The original uses ResNet-38d; any timm backbone that supports ``output_stride=8`` works (a dilated ResNet by
-default). The three Grad-CAM depths are the last three feature levels of the backbone, which for a ResNet at
-output stride 8 are ``layer2`` (``shallow``, ResNet-38 ``b4_5``), ``layer3`` (``mid``, ``b5_2``) and
-``layer4`` (``deep``, ``bn7`` after its ReLU): all at stride 8, i.e. different depths at one resolution.
+The original uses ResNet-38d (``backbone: resnet38d``, :mod:`pathseg.models.resnet38d`, whose last three levels
+are exactly the original's ``b4_5``, ``b5_2`` and ``bn7``); any timm backbone that supports ``output_stride=8``
+works too (a dilated ResNet by default). The three Grad-CAM depths are the last three feature levels of the
+backbone, which for a ResNet at output stride 8 are ``layer2`` (``shallow``, ResNet-38 ``b4_5``), ``layer3``
+(``mid``, ``b5_2``) and ``layer4`` (``deep``, ``bn7`` after its ReLU): all at stride 8, i.e. different depths at
+one resolution.
 """
 
 from __future__ import annotations
@@ -23,36 +25,30 @@ class MultiLabelClassifier(nn.Module):
     """Backbone (output stride 8) → [PDA] → Dropout2d → global average pool → bias-free linear classifier.
 
     Args:
-        backbone: timm model name.
+        backbone: A feature trunk (:func:`pathseg.models.feature_encoder`, output stride 8) returning a list of
+            maps and exposing ``feature_info``; built and loaded by :func:`build_multilabel_classifier`.
         num_classes: Number of (foreground) classes C.
         dropout: Dropout2d probability applied to the (re-weighted) last feature map.
         pda_divisor: The attention map is the sum of the dropped class maps divided by this (original: 4).
-        weights: Optional local weights file for the backbone (never downloaded).
-        freeze_pretrained: With ``weights``, freeze the stem + first stage and put every norm layer in eval mode
-            with frozen affine parameters (as the original did with its ImageNet weights).
+        freeze_early: Freeze the stem + first stage and put every norm layer in eval mode with frozen affine
+            parameters (as the original did with its ImageNet weights).
     """
 
     def __init__(
         self,
-        backbone: str,
+        backbone: nn.Module,
         num_classes: int,
         dropout: float = 0.5,
         pda_divisor: float = 4.0,
-        weights: str | os.PathLike[str] | None = None,
-        freeze_pretrained: bool = True,
+        freeze_early: bool = False,
     ) -> None:
         super().__init__()
-        import timm
-
         from pathseg.errors import ConfigError
 
-        try:
-            self.backbone = timm.create_model(backbone, pretrained=False, features_only=True, output_stride=8)
-        except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
-            raise ConfigError(f"stage1.backbone: cannot build '{backbone}' with output stride 8 ({exc})") from None
+        self.backbone = backbone
         info: Any = self.backbone.feature_info
         if len(info.channels()) < 3:
-            raise ConfigError(f"stage1.backbone: '{backbone}' has fewer than 3 feature levels")
+            raise ConfigError("stage1.backbone has fewer than 3 feature levels")
         self.layer_channels = info.channels()[-3:]
         self.num_classes = num_classes
         self.pda_divisor = pda_divisor
@@ -60,13 +56,9 @@ class MultiLabelClassifier(nn.Module):
         self.classifier = nn.Conv2d(self.layer_channels[-1], num_classes, kernel_size=1, bias=False)
         nn.init.xavier_uniform_(self.classifier.weight)
         self.frozen_norm = False
-        if weights is not None:
-            from pathseg.models import load_weights
-
-            load_weights(self.backbone, weights)
-            if freeze_pretrained:
-                self._freeze_early(info.module_name(1) if len(info.channels()) > 1 else info.module_name(0))
-                self.frozen_norm = True
+        if freeze_early:
+            self._freeze_early(info.module_name(1) if len(info.channels()) > 1 else info.module_name(0))
+            self.frozen_norm = True
 
     def _freeze_early(self, last_frozen: str) -> None:
         top = last_frozen.split(".")[0]
@@ -135,3 +127,33 @@ def param_groups(model: MultiLabelClassifier, lr: float, weight_decay: float) ->
         for ps, (mult, wd) in zip(groups, spec)
         if ps
     ]
+
+
+def build_multilabel_classifier(
+    backbone: str, num_classes: int, dropout: float = 0.5, pda_divisor: float = 4.0,
+    weights: str | os.PathLike[str] | None = None, freeze_pretrained: bool = True,
+) -> MultiLabelClassifier:
+    """The stage-1 classifier on ``feature_encoder(backbone, weights, output_stride=8)``.
+
+    Args:
+        backbone: timm name or a pathseg feature backbone (``resnet38d``).
+        num_classes: Foreground classes.
+        dropout: Dropout2d probability.
+        pda_divisor: PDA divisor.
+        weights: Optional local weights file for the trunk (never downloaded).
+        freeze_pretrained: With ``weights``, freeze the early layers and the norm layers.
+
+    Raises:
+        ConfigError: The backbone cannot run at output stride 8.
+    """
+    from pathseg.errors import ConfigError, PathsegError
+    from pathseg.models import feature_encoder
+
+    try:
+        trunk = feature_encoder(backbone, weights=weights, output_stride=8)
+    except PathsegError:
+        raise
+    except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
+        raise ConfigError(f"stage1.backbone: cannot build '{backbone}' with output stride 8 ({exc})") from None
+    return MultiLabelClassifier(trunk, num_classes, dropout=dropout, pda_divisor=pda_divisor,
+                                freeze_early=weights is not None and freeze_pretrained)

@@ -29,7 +29,8 @@ class Stage1Config:
     """Stage 1: multi-label patch classifier with progressive dropout attention (spec §1).
 
     Args:
-        backbone: timm model name, built with output stride 8.
+        backbone: ``resnet38d`` (the original's wide ResNet-38d, :mod:`pathseg.models.resnet38d`) or a timm model
+            name, built with output stride 8.
         weights: Local weights file for the backbone (``None``: random init; never downloaded).
         epochs: Training epochs E (original 20).
         batch_size: Batch size B (original 20).
@@ -84,8 +85,9 @@ class PseudoConfig:
 
     Args:
         layers: Depths whose Grad-CAMs give one pseudo mask each.
-        background: ``auto``: the white-pixel rule when the data set has an exclude (background) class;
-            ``white``: always; ``none``: never (BCSS-style).
+        background: ``auto``: the data set decides (``white_background`` in its ``dataset.yaml``: LUAD-HistoSeg
+            yes, BCSS-WSSS no; see :func:`pathseg.wsss.pseudo_masks.background_rule`); ``white``: always;
+            ``none``: never (BCSS-style).
         white_threshold: A pixel is white when its gray value (cv2 RGB2GRAY) is above this.
         white_min_size: White 4-connected components smaller than this many pixels are not background.
         crf: Refine each pseudo mask with a dense CRF (needs the optional ``pydensecrf2`` package).
@@ -134,7 +136,10 @@ class Stage2Config:
     """Stage 2: DeepLabV3+ trained on the three pseudo masks (spec §3).
 
     Args:
-        encoder: Encoder name for :func:`pathseg.models.create_segmentation_model` (timm via smp).
+        encoder: Encoder name for :func:`pathseg.models.create_segmentation_model` (timm; the original: resnet101).
+        decoder: ``deeplabv3plus_paper``: the original's DeepLabV3+ (:mod:`pathseg.models.deeplab`: ASPP rates
+            6/12/18 at output stride 16, 12/24/36 at 8; two 3×3 decoder convolutions with dropout 0.5 / 0.1);
+            ``deeplabv3plus``: smp's (ASPP rates 12/24/36 at every stride).
         encoder_weights: Local weights file of the encoder, if any.
         output_stride: Encoder output stride (original 16).
         layer_weights: Loss weight of each pseudo-mask layer (original 0.6/0.2/0.2).
@@ -160,6 +165,7 @@ class Stage2Config:
     """
 
     encoder: str = "resnet18"
+    decoder: Literal["deeplabv3plus_paper", "deeplabv3plus"] = "deeplabv3plus_paper"
     encoder_weights: Path | None = None
     output_stride: int = 16
     layer_weights: dict[str, float] = field(default_factory=lambda: {"deep": 0.6, "mid": 0.2, "shallow": 0.2})

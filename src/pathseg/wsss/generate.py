@@ -24,16 +24,14 @@ from pathseg.wsss.classifier import MultiLabelClassifier
 from pathseg.wsss.config import PseudoConfig
 from pathseg.wsss.data import PatchLabelSet, has_masks
 from pathseg.wsss.gradcam import grad_cams
-from pathseg.wsss.pseudo_masks import combine, crf_refine, require_crf, white_background
+from pathseg.wsss.pseudo_masks import background_rule, combine, crf_refine, require_crf, white_background
 
 TRAIN_SPLIT = "train"
 
 
 def uses_background(cfg: PseudoConfig, info: DatasetInfo) -> bool:
-    """Whether the white-pixel background rule applies (``auto``: when the data set has an exclude class)."""
-    if cfg.background == "auto":
-        return info.exclude_index is not None
-    return cfg.background == "white"
+    """Whether the white-pixel background rule applies (see :func:`pathseg.wsss.pseudo_masks.background_rule`)."""
+    return background_rule(cfg.background, info)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -3,10 +3,10 @@
 Run directory::
 
     RUN/config.yaml, run.json, metrics.json        # pathseg.runs.RunDir
-    RUN/stage1/classifier.pt, done.json
+    RUN/stage1/classifier.safetensors, done.json
     RUN/pseudo/<layer>/dataset.yaml, train/{images,masks}/   # canonical segmentation data sets
     RUN/pseudo/done.json                           # with pseudo-mask quality against true masks, if any
-    RUN/stage2/model.pt, done.json                 # with the evaluation of every split that has masks
+    RUN/stage2/model.safetensors, done.json        # with the evaluation of every split that has masks
 
 A stage whose ``done.json`` exists is skipped; ``--rerun STAGE`` runs it and the later stages again.
 ``done.json`` is written atomically after the stage's outputs, and records the stage's config: resuming with a
@@ -16,6 +16,7 @@ different config for a finished stage is an error (rerun it instead).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -24,10 +25,12 @@ from typing import Any
 from pathseg.config import config_to_dict
 from pathseg.data.layout import DatasetInfo, labels_path, list_splits, mask_path, read_dataset_info
 from pathseg.errors import ConfigError, DataError
-from pathseg.runs import RunDir, write_json
+from pathseg.runs import write_json
+from pathseg.train.lifecycle import run_lifecycle
 from pathseg.wsss.config import STAGES, WsssConfig
 
 TRAIN_SPLIT = "train"
+log = logging.getLogger(__name__)
 
 
 def _section(cfg: WsssConfig, stage: str) -> dict[str, Any]:
@@ -65,9 +68,9 @@ def run_stage(stage: str, cfg: WsssConfig, info: DatasetInfo, device: str) -> di
         return train_stage1(cfg.stage1, Path(cfg.data), info, out / "stage1", device)
     if stage == "pseudo":
         from pathseg.wsss.generate import generate_pseudo_masks
-        from pathseg.wsss.stage1 import load_classifier
+        from pathseg.wsss.stage1 import CLASSIFIER_FILE, load_classifier
 
-        model, meta = load_classifier(out / "stage1" / "classifier.pt")
+        model, meta = load_classifier(out / "stage1" / CLASSIFIER_FILE)
         return generate_pseudo_masks(model, Path(cfg.data), info, cfg.pseudo, out / "pseudo", meta["normalize"],
                                      device)
     return run_stage2(cfg, info, device)
@@ -75,12 +78,13 @@ def run_stage(stage: str, cfg: WsssConfig, info: DatasetInfo, device: str) -> di
 
 def run_stage2(cfg: WsssConfig, info: DatasetInfo, device: str) -> dict[str, Any]:
     """Train DeepLabV3+ on the pseudo masks, then evaluate every split with true masks (gated and not)."""
-    import lightning as L
-    import torch
+    import json as _json
 
     from pathseg.models import create_segmentation_model
+    from pathseg.train.lifecycle import fit
+    from pathseg.train.weights import save_safetensors
     from pathseg.wsss.data import PatchLabelSet, PseudoMaskSet, foreground_indices, has_masks
-    from pathseg.wsss.stage1 import load_classifier, trainer_kwargs
+    from pathseg.wsss.stage1 import CLASSIFIER_FILE, load_classifier, stage_trainer
     from pathseg.wsss.stage2 import Stage2Module, evaluate, make_loader, stage2_normalize
 
     s2, out, root = cfg.stage2, Path(cfg.out), Path(cfg.data)
@@ -103,27 +107,26 @@ def run_stage2(cfg: WsssConfig, info: DatasetInfo, device: str) -> dict[str, Any
     total = max(len(loader), 1) * s2.epochs
     if s2.max_steps > 0:
         total = min(total, s2.max_steps)
-    model = create_segmentation_model("deeplabv3plus", s2.encoder, num_fg, encoder_weights=s2.encoder_weights,
-                                      output_stride=s2.output_stride)
+    model = create_segmentation_model(s2.decoder, s2.encoder, num_fg,  # type: ignore[arg-type]
+                                      encoder_weights=s2.encoder_weights, output_stride=s2.output_stride)
     common = dict(root=root, num_classes=info.num_classes, exclude_index=info.exclude_index, normalize=norm)
     val = dict(common, split=s2.val_split, max_images=s2.max_eval_images) if has_masks(root, s2.val_split) else None
     module = Stage2Module(model, weights, info.exclude_index, s2.parity, s2.lr, s2.head_lr_mult, s2.momentum,
                           s2.weight_decay, s2.poly_power, total, val=val)
     kind = "true" if s2.supervision == "full" else "pseudo"
-    print(f"stage2: {len(ds)} patches, {kind} masks {weights}, {total} steps, "
-          f"model selection on {'split ' + s2.val_split if val else 'the last epoch'}", flush=True)
-    L.Trainer(**trainer_kwargs(device, s2.epochs, s2.max_steps)).fit(module, loader)
-    if module.best_state is not None:
-        model.load_state_dict(module.best_state)
-    from pathseg.io import atomic_path
-
-    with atomic_path(out / "stage2" / "model.pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "encoder": s2.encoder, "num_classes": num_fg,
-                    "output_stride": s2.output_stride, "normalize": norm}, tmp)
-    classifier, meta = load_classifier(out / "stage1" / "classifier.pt")
+    log.info("stage2: %d patches, %s masks %s, %d steps, model selection on %s", len(ds), kind, weights, total,
+             "split " + s2.val_split if val else "the last epoch")
+    fit(stage_trainer(device, s2.epochs, s2.max_steps), module, train_dataloaders=loader)
+    module.best.restore(model)
+    meta2 = {"decoder": s2.decoder, "encoder": s2.encoder, "num_classes": num_fg,
+             "output_stride": s2.output_stride, "normalize": norm}
+    save_safetensors(model.state_dict(), out / "stage2" / "model.safetensors",
+                     {"pathseg": _json.dumps(meta2, sort_keys=True)})
+    classifier, meta = load_classifier(out / "stage1" / CLASSIFIER_FILE)
     classifier = classifier.to(device)
     model = model.to(device)
-    result: dict[str, Any] = {"best_val_miou": module.best_miou, "best_epoch": module.best_epoch, "eval": {}}
+    result: dict[str, Any] = {"best_val_miou": module.best.best_score, "best_epoch": module.best.best_step,
+                              "eval": {}}
     for split in list_splits(root):
         if split == TRAIN_SPLIT or not has_masks(root, split):
             continue
@@ -133,8 +136,8 @@ def run_stage2(cfg: WsssConfig, info: DatasetInfo, device: str) -> dict[str, Any
                          **common)  # type: ignore[arg-type]
         result["eval"][split] = entry
         shown = entry.get("gate", entry["no_gate"])
-        print(f"stage2: {split}: mIoU {_fmt(shown['miou'])} FwIoU {_fmt(shown['fwiou'])} "
-              f"acc {_fmt(shown['pixel_accuracy'])} (no gate: mIoU {_fmt(entry['no_gate']['miou'])})", flush=True)
+        log.info("stage2: %s: mIoU %s FwIoU %s acc %s (no gate: mIoU %s)", split, _fmt(shown["miou"]),
+                 _fmt(shown["fwiou"]), _fmt(shown["pixel_accuracy"]), _fmt(entry["no_gate"]["miou"]))
     return result
 
 
@@ -159,14 +162,13 @@ def wsss_command(cfg: WsssConfig) -> int:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    run = RunDir(out, cfg, seed=cfg.seed)
     if cfg.rerun:
         for stage in STAGES[STAGES.index(cfg.rerun):]:
             (out / stage / "done.json").unlink(missing_ok=True)
             if stage == "pseudo":  # its masks would otherwise be kept as "done already"
                 shutil.rmtree(out / "pseudo", ignore_errors=True)
     metrics: dict[str, Any] = {}
-    try:
+    with run_lifecycle(out, cfg, seed=cfg.seed) as run:
         for i, stage in enumerate(STAGES):
             marker = out / stage / "done.json"
             if marker.is_file():
@@ -174,21 +176,19 @@ def wsss_command(cfg: WsssConfig) -> int:
                 if done.get("config") != _section(cfg, stage):
                     raise ConfigError(f"stage '{stage}' finished with a different config; pass --rerun {stage} "
                                       "or use another --out", marker)
-                print(f"[{i + 1}/3] {stage}: done already, skipping", flush=True)
+                log.info("[%d/3] %s: done already, skipping", i + 1, stage)
                 metrics[stage] = done.get("metrics", {})
                 continue
-            print(f"[{i + 1}/3] {stage}: running", flush=True)
+            log.info("[%d/3] %s: running", i + 1, stage)
             _start_stage(out / stage, _section(cfg, stage))
             L.seed_everything(cfg.seed + i, verbose=False)
             start = time.time()
             metrics[stage] = run_stage(stage, cfg, info, device)
             metrics[stage]["seconds"] = round(time.time() - start, 1)
             write_json(marker, {"stage": stage, "config": _section(cfg, stage), "metrics": metrics[stage]})
-            print(f"[{i + 1}/3] {stage}: finished in {metrics[stage]['seconds']} s", flush=True)
-    except BaseException:
-        run.finish(metrics, status="failed")
-        raise
-    run.finish(metrics)
+            log.info("[%d/3] %s: finished in %s s", i + 1, stage, metrics[stage]["seconds"])
+        assert run is not None
+        run.finish(metrics)
     _print_summary(metrics)
     return 0
 

@@ -18,9 +18,34 @@ from __future__ import annotations
 
 import numpy as np
 
+from pathseg.data.layout import DatasetInfo
 from pathseg.errors import ConfigError
 
 BACKGROUND_SCORE = 1.000001
+
+
+#: Data sets converted before ``dataset.yaml`` had ``white_background``: the original's per-data-set rule (spec §2:
+#: LUAD-HistoSeg marks white pixels as background; BCSS-WSSS never does, white fat carries meaning there).
+KNOWN_WHITE_BACKGROUND = {"luad-histoseg": True, "bcss-wsss": False}
+
+
+def background_rule(mode: str, info: DatasetInfo) -> bool:
+    """Whether the white-pixel background rule applies to a data set's pseudo masks.
+
+    Args:
+        mode: ``pseudo.background``: ``white`` (always), ``none`` (never) or ``auto``: the data set decides —
+            its ``white_background`` in ``dataset.yaml``; when that is not stated, the original's rule for the
+            two MLPS data sets by name (:data:`KNOWN_WHITE_BACKGROUND`); otherwise whether the data set has an
+            exclude (background) class.
+        info: The data set's description.
+    """
+    if mode != "auto":
+        return mode == "white"
+    if info.white_background is not None:
+        return bool(info.white_background)
+    if info.name in KNOWN_WHITE_BACKGROUND:
+        return KNOWN_WHITE_BACKGROUND[info.name]
+    return info.exclude_index is not None
 
 
 def gray_cv2(rgb: np.ndarray) -> np.ndarray:

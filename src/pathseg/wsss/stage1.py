@@ -6,6 +6,8 @@ version uses momentum 0.9 (``stage1.momentum``), ``parity`` the original 5e-4.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -17,21 +19,18 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from pathseg.data.layout import DatasetInfo
-from pathseg.io import atomic_path
-from pathseg.wsss.classifier import MultiLabelClassifier, param_groups
+from pathseg.train.config import TrainerConfig
+from pathseg.train.lifecycle import fit
+from pathseg.train.schedules import make_optimizer, make_scheduler
+from pathseg.wsss.classifier import MultiLabelClassifier, build_multilabel_classifier, param_groups
 from pathseg.wsss.config import Stage1Config
 from pathseg.wsss.data import PatchLabelSet, foreground_indices
 from pathseg.wsss.pda import PARITY_DIVISOR, pda_active, pda_gamma
 
+log = logging.getLogger(__name__)
 PARITY_MOMENTUM = 5e-4
+CLASSIFIER_FILE = "classifier.safetensors"
 TRAIN_SPLIT = "train"
-
-
-def poly_factor(step: int, total: int, power: float = 0.9) -> float:
-    """Poly decay ``(1 − t/T)^power`` (0 once ``t >= T``)."""
-    if total <= 0:
-        return 1.0
-    return max(0.0, 1.0 - step / total) ** power
 
 
 def stage1_normalize(cfg: Stage1Config) -> str:
@@ -82,7 +81,7 @@ class Stage1Module(L.LightningModule):
         self._epoch_sums.append(loss.item())
         every = max(self.total_steps // 10, 1)
         if (self.global_step + 1) % every == 0:
-            print(f"  stage1 step {self.global_step + 1}/{self.total_steps}: loss {loss.item():.4f}", flush=True)
+            log.info("  stage1 step %d/%d: loss %.4f", self.global_step + 1, self.total_steps, loss.item())
         self.history.append({"step": float(self.global_step), "loss": loss.item(), "exact": exact, "jaccard": jac})
         return loss
 
@@ -90,41 +89,37 @@ class Stage1Module(L.LightningModule):
         recent = self._epoch_sums
         gamma = self.current_gamma()
         mean = sum(recent) / max(len(recent), 1)
-        print(f"  stage1 epoch {self.current_epoch}: loss {mean:.4f} pda_gamma {gamma if gamma else 'off'}",
-              flush=True)
+        log.info("  stage1 epoch %d: loss %.4f pda_gamma %s", self.current_epoch, mean, gamma if gamma else "off")
         self._epoch_sums = []
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.SGD(
-            param_groups(self.model, self.lr, self.weight_decay), lr=self.lr, momentum=self.momentum
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda t: poly_factor(t, self.total_steps, self.poly_power)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        # weight decay is set per group by param_groups (none on the new layers' biases, as the original)
+        opt = make_optimizer(param_groups(self.model, self.lr, self.weight_decay), "sgd", self.lr, 0.0,
+                             self.momentum)
+        return {"optimizer": opt, "lr_scheduler": make_scheduler(opt, self.total_steps, "poly",
+                                                                 power=self.poly_power)}
 
 
 def build_classifier(cfg: Stage1Config, num_classes: int) -> MultiLabelClassifier:
     """The stage-1 network from its config section (fields unpacked)."""
-    return MultiLabelClassifier(
+    return build_multilabel_classifier(
         cfg.backbone, num_classes, dropout=cfg.dropout,
         pda_divisor=PARITY_DIVISOR if cfg.parity else float(num_classes),
         weights=cfg.weights, freeze_pretrained=cfg.freeze_pretrained,
     )
 
 
-def trainer_kwargs(device: str, epochs: int, max_steps: int) -> dict[str, Any]:
-    """Common Lightning Trainer arguments (no logger, checkpoints or progress bar: we print and save)."""
-    accelerator = "gpu" if device == "cuda" else "cpu"
-    return dict(
-        accelerator=accelerator, devices=1, max_epochs=epochs, max_steps=max_steps, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+def stage_trainer(device: str, epochs: int, max_steps: int) -> Any:
+    """The engine's trainer for a WSSS stage (no logger or checkpoints: the stages log and save themselves)."""
+    from pathseg.train.factory import build_trainer
+
+    cfg = TrainerConfig(max_epochs=epochs, max_steps=max_steps, accelerator="gpu" if device == "cuda" else "cpu",
+                        devices="1", progress_bar=False)
+    return build_trainer(cfg, None, loggers=False)
 
 
 def train_stage1(cfg: Stage1Config, root: Path, info: DatasetInfo, out: Path, device: str) -> dict[str, Any]:
-    """Train the classifier on ``root/train`` and save ``out/classifier.pt``.
+    """Train the classifier on ``root/train`` and save ``out/classifier.safetensors``.
 
     Returns:
         Summary metrics (final loss, exact match, Jaccard, steps).
@@ -143,10 +138,9 @@ def train_stage1(cfg: Stage1Config, root: Path, info: DatasetInfo, out: Path, de
         model, cfg.lr, cfg.weight_decay, PARITY_MOMENTUM if cfg.parity else cfg.momentum, cfg.poly_power,
         total, cfg.pda, cfg.pda_start_epoch, cfg.pda_gamma0, cfg.pda_decay, cfg.pda_floor,
     )
-    print(f"stage1: {len(ds)} patches, {num_classes} classes, {total} steps", flush=True)
-    trainer = L.Trainer(**trainer_kwargs(device, cfg.epochs, cfg.max_steps))
-    trainer.fit(module, loader)
-    save_classifier(out / "classifier.pt", model, cfg, num_classes)
+    log.info("stage1: %d patches, %d classes, %d steps", len(ds), num_classes, total)
+    fit(stage_trainer(device, cfg.epochs, cfg.max_steps), module, train_dataloaders=loader)
+    save_classifier(out / CLASSIFIER_FILE, model, cfg, num_classes)
     last = module.history[-min(len(module.history), steps_per_epoch):] if module.history else []
     n = max(len(last), 1)
     return {
@@ -159,21 +153,28 @@ def train_stage1(cfg: Stage1Config, root: Path, info: DatasetInfo, out: Path, de
 
 
 def save_classifier(path: Path, model: MultiLabelClassifier, cfg: Stage1Config, num_classes: int) -> None:
-    """Save the weights with what is needed to rebuild the network, atomically."""
+    """Save the weights (safetensors) with what is needed to rebuild the network, atomically."""
+    from pathseg.train.weights import save_safetensors
+
     meta = {"backbone": cfg.backbone, "num_classes": num_classes, "dropout": cfg.dropout,
             "pda_divisor": model.pda_divisor, "normalize": stage1_normalize(cfg)}
-    with atomic_path(path) as tmp:
-        torch.save({"meta": meta, "state_dict": model.state_dict()}, tmp)
+    save_safetensors(model.state_dict(), path, {"pathseg": json.dumps(meta, sort_keys=True)})
 
 
 def load_classifier(path: str | os.PathLike[str]) -> tuple[MultiLabelClassifier, dict[str, Any]]:
     """Rebuild a saved classifier (eval mode) and return it with its metadata."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt["meta"]
-    model = MultiLabelClassifier(meta["backbone"], int(meta["num_classes"]), dropout=float(meta["dropout"]),
-                                 pda_divisor=float(meta["pda_divisor"]))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    from pathseg.errors import DataError
+    from pathseg.train.weights import load_safetensors
+
+    state, raw = load_safetensors(path)
+    try:
+        meta = json.loads(raw["pathseg"])
+    except (KeyError, json.JSONDecodeError):
+        raise DataError("not a pathseg stage-1 classifier (metadata missing)", Path(path)) from None
     if not math.isfinite(float(meta["pda_divisor"])):
-        raise ValueError("corrupt classifier metadata")
+        raise DataError("corrupt classifier metadata", Path(path))
+    model = build_multilabel_classifier(meta["backbone"], int(meta["num_classes"]), dropout=float(meta["dropout"]),
+                                        pda_divisor=float(meta["pda_divisor"]))
+    model.load_state_dict(state)
+    model.eval()
     return model, meta

@@ -9,7 +9,7 @@ Loss ``L = Σ_l w_l · CE(s, PM_l)`` with ``w = {deep: 0.6, mid: 0.2, shallow: 0
 
 from __future__ import annotations
 
-import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pathseg.metrics import ConfusionMatrix
+from pathseg.train.best import BestWeights
+from pathseg.train.schedules import make_optimizer, make_scheduler
 from pathseg.wsss.config import Stage2Config
 from pathseg.wsss.data import IMAGENET_MEAN, IMAGENET_STD, MaskedSet
 from pathseg.wsss.gate import gate_predictions
-from pathseg.wsss.stage1 import poly_factor
 
 PARITY_BG_LOGIT = 100.0
 
@@ -119,6 +120,9 @@ def evaluate(
     return out
 
 
+log = logging.getLogger(__name__)
+
+
 class Stage2Module(L.LightningModule):
     """Lightning wrapper: multi-layer PM loss, poly SGD (head 10x), best-val-mIoU model selection."""
 
@@ -133,9 +137,7 @@ class Stage2Module(L.LightningModule):
         self.lr, self.head_lr_mult, self.momentum = lr, head_lr_mult, momentum
         self.weight_decay, self.poly_power, self.total_steps = weight_decay, poly_power, total_steps
         self.val = val
-        self.best_miou: float | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_epoch: int | None = None
+        self.best = BestWeights("val_miou")  # step = epoch here
         self._losses: list[float] = []
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -147,7 +149,7 @@ class Stage2Module(L.LightningModule):
         self._losses.append(loss.item())
         every = max(self.total_steps // 10, 1)
         if (self.global_step + 1) % every == 0:
-            print(f"  stage2 step {self.global_step + 1}/{self.total_steps}: loss {loss.item():.4f}", flush=True)
+            log.info("  stage2 step %d/%d: loss %.4f", self.global_step + 1, self.total_steps, loss.item())
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -158,10 +160,8 @@ class Stage2Module(L.LightningModule):
             m = evaluate(self.model, device=str(self.device.type), **self.val)["no_gate"]["miou"]
             self.model.train()
             msg += f" val mIoU {m if m is None else round(m, 4)}"
-            if m is not None and (self.best_miou is None or m > self.best_miou):
-                self.best_miou, self.best_epoch = m, self.current_epoch
-                self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
-        print(msg, flush=True)
+            self.best.consider(m, self.current_epoch, self.model)
+        log.info(msg)
 
     def configure_optimizers(self) -> Any:
         encoder: Any = self.model.encoder
@@ -169,9 +169,9 @@ class Stage2Module(L.LightningModule):
         enc_ids = {id(p) for p in enc}
         head = [p for p in self.model.parameters() if id(p) not in enc_ids]
         groups = [{"params": enc, "lr": self.lr}, {"params": head, "lr": self.lr * self.head_lr_mult}]
-        opt = torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: poly_factor(t, self.total_steps, self.poly_power))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        opt = make_optimizer(groups, "sgd", self.lr, self.weight_decay, self.momentum)
+        return {"optimizer": opt, "lr_scheduler": make_scheduler(opt, self.total_steps, "poly",
+                                                                 power=self.poly_power)}
 
 
 def stage2_normalize(cfg: Stage2Config) -> str:

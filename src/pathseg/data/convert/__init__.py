@@ -17,6 +17,7 @@ import pathseg.data.convert.kather
 import pathseg.data.convert.monuseg
 import pathseg.data.convert.wsss  # noqa: F401  (the imports above register the converters)
 from pathseg.data.convert.base import CONVERTERS, ConvertConfig, ConvertSummary
+from pathseg.data.convert.detect import refuse_other_release
 from pathseg.errors import ConfigError, DataError
 
 __all__ = ["CONVERTERS", "ConvertConfig", "ConvertSummary", "convert_command", "convert_dataset"]
@@ -38,11 +39,13 @@ def convert_dataset(cfg: ConvertConfig) -> ConvertSummary:
     src = Path(cfg.src)
     if not src.is_dir():
         raise DataError("source folder not found", src)
+    refuse_other_release(cfg.name, src)
     with staging_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         summary = converter(src, tmp, cfg)
         report = check_dataset(tmp)
         raise_if_problems(report, shown_root=Path(cfg.out))
         summary.notes.append(format_report(report))
+        summary.warnings += report.warnings
     return summary
 
 

@@ -142,7 +142,8 @@ def _convert(src: Path, dst: Path, cfg: ConvertConfig, info: DatasetInfo, expect
 def convert_luad(src: Path, dst: Path, cfg: ConvertConfig) -> ConvertSummary:
     """Convert LUAD-HistoSeg (lung adenocarcinoma; TE, NEC, LYM, TAS)."""
     info = DatasetInfo(name="luad-histoseg", task="patch_labels", classes=list(LUAD_CLASSES), exclude_index=4,
-                       mpp=None, source=f"LUAD-HistoSeg (Han et al. 2022) from {src}", licence="see the release")
+                       white_background=True, mpp=None, source=f"LUAD-HistoSeg (Han et al. 2022) from {src}",
+                       licence="see the release")
     return _convert(src, dst, cfg, info, LUAD_EXPECTED)
 
 
@@ -150,5 +151,6 @@ def convert_luad(src: Path, dst: Path, cfg: ConvertConfig) -> ConvertSummary:
 def convert_bcss_wsss(src: Path, dst: Path, cfg: ConvertConfig) -> ConvertSummary:
     """Convert BCSS-WSSS (breast; TUM, STR, LYM, NEC)."""
     info = DatasetInfo(name="bcss-wsss", task="patch_labels", classes=list(BCSS_WSSS_CLASSES), exclude_index=4,
-                       mpp=0.25, source=f"BCSS-WSSS (Han et al. 2022) from {src}", licence="CC0 1.0 (BCSS)")
+                       white_background=False, mpp=0.25, source=f"BCSS-WSSS (Han et al. 2022) from {src}",
+                       licence="CC0 1.0 (BCSS)")
     return _convert(src, dst, cfg, info, BCSS_WSSS_EXPECTED)

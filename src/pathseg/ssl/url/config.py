@@ -115,6 +115,9 @@ class URLConfig:
         global_dim: Size of the image-level embedding.
         dense_dim: Channels of the dense embedding.
         dense_hidden: Channels of the dense head's first 1×1 convolution.
+        decoder: ``smp`` (smp's U-Net, what ``pathseg finetune --decoder unet`` loads; the dense head reads its
+            32-channel H/2 block) or ``paper`` (the original's transposed-conv decoder 512-256-128-64; its export
+            loads into the ``url_unet`` segmentation model).
         parity: Reproduce every quirk of the original that changes a loss value: encoder BatchNorm statistics
             updated in stage 2 and everything ``views.parity`` does.
         views: View settings.
@@ -131,6 +134,7 @@ class URLConfig:
     global_dim: int = 128
     dense_dim: int = 32
     dense_hidden: int = 64
+    decoder: Literal["smp", "paper"] = "smp"
     parity: bool = False
     views: ViewConfig = field(default_factory=ViewConfig)
     superpixels: SuperpixelConfig = field(default_factory=SuperpixelConfig)

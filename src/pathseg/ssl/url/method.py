@@ -60,6 +60,7 @@ class URLMethod(SSLMethod):
         pixel_negatives: ``prototype`` or ``pixel``.
         superpixel_negatives: ``both_views`` or ``other_view``.
         weights: Weights of the image-, superpixel- and pixel-level terms.
+        decoder: ``smp`` or ``paper`` (see :class:`~pathseg.ssl.url.model.URLNet`).
     """
 
     def __init__(
@@ -76,11 +77,12 @@ class URLMethod(SSLMethod):
         pixel_negatives: Literal["prototype", "pixel"] = "prototype",
         superpixel_negatives: Literal["both_views", "other_view"] = "both_views",
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        decoder: Literal["smp", "paper"] = "smp",
     ) -> None:
         super().__init__()
         self.timm_name = backbone
         self.stage = stage
-        self.net = URLNet(backbone, global_dim, dense_dim, dense_hidden, dense_stride)
+        self.net = URLNet(backbone, global_dim, dense_dim, dense_hidden, dense_stride, decoder)
         self.backbone = self.net.encoder.model  # the same timm module: 'pathseg export' reads method.backbone.*
         self.objective = URLObjective(stage, temperature, pixel_negatives, superpixel_negatives, weights)
         if start_weights is not None:
@@ -92,7 +94,7 @@ class URLMethod(SSLMethod):
         from pathseg.models import load_weights
         from pathseg.models.weights import DEFAULT_PREFIXES
 
-        report = load_weights(self.backbone, path, strip_prefixes=("method.", *DEFAULT_PREFIXES))
+        report = load_weights(self.backbone, path, strip_prefixes=("method.", *DEFAULT_PREFIXES), allow_partial=True)
         if report.missing or report.mismatched:
             raise PathsegError(
                 f"the file does not hold a complete {self.timm_name} encoder ({len(report.missing)} tensors "

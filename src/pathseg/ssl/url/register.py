@@ -30,6 +30,7 @@ def build_model(cfg: URLConfig, ctx: BuildContext) -> Any:
         pixel_negatives=cfg.pixel_negatives,
         superpixel_negatives=cfg.superpixel_negatives,
         weights=cfg.weights,
+        decoder=cfg.decoder,
     )
 
 
