@@ -89,7 +89,7 @@ def test_finetune_classification(tmp_path, capsys):
     assert (out / "seed_0" / "confusion_matrix.png").is_file()
     assert metrics["per_seed"]["0"]["weights"] == "best"
     assert main(["evaluate", "--run", str(out), "--data", str(data), "--split", "test"]) == 0
-    again = json.loads((out / "eval_synth_test.json").read_text())
+    again = json.loads((out / "eval_synthcls_test.json").read_text())
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
 
 

@@ -150,6 +150,9 @@ def build_parser(cmd: Command, prog: str) -> argparse.ArgumentParser:
     """Build the argparse parser of one command from its config dataclass."""
     cls = cmd.config_class()
     epilog = f"example:\n  {cmd.example}" if cmd.example else None
+    extra = getattr(cls, "cli_help", None)  # a config's own help section, e.g. the registered methods
+    if callable(extra):
+        epilog = f"{extra()}\n\n{epilog or ''}".rstrip()
     doc = (cls.__doc__ or "").strip().split("\n\n")[0] if cls.__doc__ else cmd.help
     parser = _Parser(
         prog=prog,

@@ -185,6 +185,17 @@ def _finish(grp: _Group) -> Component:
     return Component(grp.class_index, geom, grp.count, grp.prob_sum)
 
 
+def polygonal(geometry: Any) -> Any:
+    """The polygons of a geometry (``make_valid`` may add stray lines or points), as a Polygon or MultiPolygon."""
+    from shapely import get_parts
+    from shapely.geometry import MultiPolygon, Polygon
+
+    if isinstance(geometry, Polygon | MultiPolygon):
+        return geometry
+    polys = [p for g in get_parts(geometry) for p in get_parts(g) if isinstance(p, Polygon) and not p.is_empty]
+    return Polygon() if not polys else polys[0] if len(polys) == 1 else MultiPolygon(polys)
+
+
 def simplify_rings(geometry: Any, tolerance: float) -> Any:
     """Douglas-Peucker on every ring on its own (fast even with thousands of holes, unlike GEOS's
     topology-preserving simplifier, whose cost grows with the number of rings); repaired if rings then cross."""
@@ -192,24 +203,23 @@ def simplify_rings(geometry: Any, tolerance: float) -> Any:
     from shapely.geometry import LinearRing, Polygon
 
     def ring(coords: Any) -> Any:
-        r = LinearRing(coords).simplify(tolerance, preserve_topology=False)
-        return r if len(r.coords) >= 4 else None
+        original = LinearRing(coords)
+        r = original.simplify(tolerance, preserve_topology=False)
+        return r if len(r.coords) >= 4 and Polygon(r).area > 0 else original  # tiny rings are kept as they are
 
     polys = []
-    for part in get_parts(geometry):
+    for part in get_parts(polygonal(geometry)):
         if not isinstance(part, Polygon) or part.is_empty:
             continue
         shell = ring(part.exterior.coords)
-        if shell is None:
-            continue
-        holes = [h for h in (ring(i.coords) for i in part.interiors) if h is not None]
+        holes = [ring(i.coords) for i in part.interiors]
         polys.append(Polygon(shell, holes))
     if not polys:
         return Polygon()
     from shapely.geometry import MultiPolygon
 
     out = polys[0] if len(polys) == 1 else MultiPolygon(polys)
-    return out if out.is_valid else make_valid(out)
+    return out if out.is_valid else polygonal(make_valid(out))
 
 
 def to_level0(geometry: Any, ds: float, tolerance: float = 0.0) -> Any:
@@ -217,7 +227,7 @@ def to_level0(geometry: Any, ds: float, tolerance: float = 0.0) -> Any:
     ``X = (x + 0.5) * ds``."""
     from shapely.affinity import affine_transform
 
-    g = simplify_rings(geometry, tolerance) if tolerance > 0 else geometry
+    g = simplify_rings(geometry, tolerance) if tolerance > 0 else polygonal(geometry)
     return affine_transform(g, [ds, 0.0, 0.0, ds, 0.5 * ds, 0.5 * ds])
 
 

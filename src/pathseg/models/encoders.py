@@ -55,6 +55,7 @@ def create_encoder(
     weights: str | os.PathLike[str] | None = None,
     output_stride: int | None = None,
     in_chans: int = 3,
+    allow_partial: bool = False,
 ) -> nn.Module:
     """A timm model returning pooled features ``[N, D]`` (``num_classes=0``; ``D = model.num_features``).
 
@@ -64,10 +65,11 @@ def create_encoder(
             keeps the random initialisation.
         output_stride: Dilate the last stages to reach this stride (CNNs only; 8, 16 or 32).
         in_chans: Input channels.
+        allow_partial: Load only the tensors of ``weights`` that fit (with a report) instead of refusing.
 
     Raises:
         ConfigError: Unknown backbone or unsupported option.
-        PathsegError: The weights file cannot be read or matches no key.
+        PathsegError: The weights file cannot be read or does not fit the architecture.
     """
     kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": in_chans}
     if output_stride is not None and output_stride != 32:
@@ -80,7 +82,7 @@ def create_encoder(
     if weights is not None and str(weights) != "random":
         from pathseg.models.weights import load_weights
 
-        load_weights(model, weights)
+        load_weights(model, weights, allow_partial=allow_partial)
     return model
 
 

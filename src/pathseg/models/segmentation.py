@@ -48,6 +48,7 @@ def create_segmentation_model(
     num_classes: int,
     encoder_weights: str | os.PathLike[str] | None = None,
     output_stride: int | None = None,
+    allow_partial: bool = False,
 ) -> nn.Module:
     """An smp model with a timm encoder, its encoder loaded from a local file.
 
@@ -61,6 +62,7 @@ def create_segmentation_model(
         num_classes: Output channels.
         encoder_weights: Local weights file (encoder file or any weights file), or ``None`` / ``"random"``.
         output_stride: Encoder output stride (DeepLabV3+ only: 8 or 16; default 16).
+        allow_partial: Load only the encoder tensors that fit (with a report) instead of refusing the file.
 
     ``model.decoder_loaded`` counts the ``decoder.*`` tensors loaded from ``encoder_weights`` (U-Nets: ``unet``
     and ``url_unet``, from URL stage-2 exports of the matching ``decoder``).
@@ -81,7 +83,7 @@ def create_segmentation_model(
     report: LoadReport | None = None
     model.decoder_loaded = 0  # tensors of a pretrained U-Net decoder loaded from the same file (URL stage 2)
     if encoder_weights is not None and str(encoder_weights) not in ("random", "", "none"):
-        report = load_weights(model.encoder.model, encoder_weights)
+        report = load_weights(model.encoder.model, encoder_weights, allow_partial=allow_partial)
         log.info("encoder %s: %d keys loaded, %d missing", encoder, len(report.matched), len(report.missing))
         if decoder in ("unet", "url_unet"):
             model.decoder_loaded = load_unet_decoder(model, encoder_weights)

@@ -137,6 +137,16 @@ class PretrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
+    @classmethod
+    def cli_help(cls) -> str:
+        """The registered methods, for ``pathseg pretrain --help`` (from the registry, never a hand-kept list)."""
+        from pathseg.ssl.api import load_methods
+
+        methods = load_methods()
+        width = max(len(n) for n in methods.names())
+        lines = [f"  {n.ljust(width)}  {methods.get(n).description}" for n in methods.names()]
+        return "methods (--method NAME; hyper-parameters as method_args.KEY=VALUE):\n" + "\n".join(lines)
+
     def validate(self) -> None:
         """Check sizes (the method's arguments are checked when the run starts)."""
         if self.crop_size < 8 or self.batch_size < 1 or self.num_workers < 0:

@@ -148,6 +148,7 @@ def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> 
     from pathseg.train.lifecycle import fit, run_lifecycle
 
     spec, mcfg = method_config(cfg)
+    _check_images(cfg)
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     resume = _resume_path(cfg, ckpt_dir)
@@ -169,6 +170,17 @@ def pretrain(cfg: PretrainConfig, callbacks: list[L.Callback] | None = None) -> 
             _export(out / ENCODER_FILE, method, cfg, extra={"method": cfg.method, "steps": int(trainer.global_step)})
             run.finish(metrics)
     return metrics
+
+
+def _check_images(cfg: PretrainConfig) -> None:
+    """Every image of a canonical data set decodes (fast, cached ``data check`` pass), before any output."""
+    data = Path(cfg.data)
+    if not (data / "dataset.yaml").is_file():
+        return  # a tile index: the slides were checked when they were tiled
+    from pathseg.data.check import validate_for_training
+    from pathseg.data.layout import list_splits
+
+    validate_for_training(data, list(cfg.splits) or list_splits(data), task="unlabeled")
 
 
 def _metrics(cfg: PretrainConfig, trainer: Any, seconds: float, monitor: Any) -> dict[str, Any]:

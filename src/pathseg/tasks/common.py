@@ -131,16 +131,17 @@ class Classifier(nn.Module):
         return self.head(self.encoder(x))
 
 
-def build_model(spec: ModelSpec, encoder_weights: str | os.PathLike[str] | None = None) -> nn.Module:
-    """Build the architecture of ``spec``, with encoder weights from a file or random."""
+def build_model(spec: ModelSpec, encoder_weights: str | os.PathLike[str] | None = None,
+                allow_partial: bool = False) -> nn.Module:
+    """Build the architecture of ``spec``, with encoder weights from a file (strict unless ``allow_partial``)."""
     from pathseg import models
 
     if spec.task == "segmentation":
         return models.create_segmentation_model(
             decoder=spec.decoder or "unet", encoder=spec.encoder,  # type: ignore[arg-type]
-            num_classes=spec.num_classes, encoder_weights=encoder_weights,
+            num_classes=spec.num_classes, encoder_weights=encoder_weights, allow_partial=allow_partial,
         )
-    enc = models.create_encoder(spec.encoder, weights=encoder_weights)
+    enc = models.create_encoder(spec.encoder, weights=encoder_weights, allow_partial=allow_partial)
     return Classifier(enc, int(getattr(enc, "num_features")), spec.num_classes)  # noqa: B009
 
 

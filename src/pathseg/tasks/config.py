@@ -93,6 +93,8 @@ class FinetuneConfig:
     label_fraction: float = field(default=1.0, metadata={"help": "fraction of labelled training images, in (0, 1]"})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "seeds, e.g. 0,1,2"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train the decoder/head only"})
+    allow_partial_weights: bool = field(
+        default=False, metadata={"help": "load only the encoder tensors that fit; report the rest"})
     train_split: str = field(default="train", metadata={"help": "split folder or id list to train on"})
     val_split: str = field(default="val", metadata={"help": "model-selection split; skipped if absent ('' = none)"})
     test_split: str = field(default="test", metadata={"help": "split evaluated at the end (GlaS: testA)"})

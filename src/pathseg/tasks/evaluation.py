@@ -162,12 +162,16 @@ def _evaluate_seed(sdir: Path, cfg: EvaluateConfig, info: Any, folder: str, ids:
 
 def evaluate_command(cfg: EvaluateConfig) -> int:
     """``pathseg evaluate``: rebuild each seed's model, score ``cfg.split``, write ``RUN/eval_<data>_<split>.json``."""
+    from pathseg.data.check import validate_for_training
     from pathseg.data.split import resolve_ids
     from pathseg.runs import write_json
 
     run = Path(cfg.run)
     info = read_dataset_info(cfg.data)
     folder, ids = resolve_ids(cfg.data, cfg.split)
+    instance_run = any((p / "instance_model.json").is_file() for p in run.glob("seed_*"))
+    validate_for_training(cfg.data, [cfg.split], info.num_classes, info.ignore_index,
+                          "unlabeled" if instance_run else info.task)  # before any work
     seeds = seed_dirs(run)
     name = evaluation_name(run, Path(cfg.data), info.name, cfg.split)
     device = pick_device(cfg.device)

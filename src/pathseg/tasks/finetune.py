@@ -72,7 +72,7 @@ def seed_model(cfg: FinetuneConfig, plan: SeedPlan) -> tuple[Any, Any]:
         colors=[list(c) for c in info.palette()],
     )
     spec.save(plan.folder / "model.json")
-    return spec, build_model(spec, encoder_weights=enc.weights)
+    return spec, build_model(spec, encoder_weights=enc.weights, allow_partial=cfg.allow_partial_weights)
 
 
 def seed_module(cfg: FinetuneConfig, spec: Any, model: Any) -> Any:
@@ -203,6 +203,34 @@ def check_task(cfg: FinetuneConfig, data: Path, info: DatasetInfo) -> None:
         raise DataError("dataset.yaml lists no classes", data)
 
 
+def check_encoder(cfg: FinetuneConfig) -> Any:
+    """Resolve ``--encoder`` and load it once into its architecture (strict unless ``--allow-partial-weights``).
+
+    Raises:
+        PathsegError: Missing file, no timm name, or tensors that do not fit (naming the likely architecture).
+    """
+    from pathseg.models import create_encoder
+    from pathseg.tasks.common import resolve_encoder
+
+    enc = resolve_encoder(cfg.encoder, cfg.backbone)
+    if enc.weights is not None:
+        create_encoder(enc.timm_name, weights=enc.weights, allow_partial=cfg.allow_partial_weights)
+    return enc
+
+
+def check_data(cfg: FinetuneConfig, data: Path, info: DatasetInfo, has_val: bool) -> None:
+    """The fast ``data check`` pass over every split the run reads (cached), before any output is written.
+
+    Raises:
+        DataError: The first problem, named as ``data check`` names it.
+    """
+    from pathseg.data.check import validate_for_training
+
+    splits = [cfg.train_split, cfg.val_split if has_val else "", cfg.test_split]
+    task = "unlabeled" if cfg.task == "instance" else cfg.task  # instance runs read images + instance maps
+    validate_for_training(data, splits, info.num_classes, info.ignore_index, task)
+
+
 def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune over every seed, then write mean ± std test metrics into ``RUN/metrics.json``.
 
@@ -226,15 +254,16 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     from pathseg.config import config_to_dict
     from pathseg.data.split import resolve_ids
     from pathseg.io import resumable_dir
-    from pathseg.tasks.common import aggregate_seeds, resolve_encoder
+    from pathseg.tasks.common import aggregate_seeds
     from pathseg.train.lifecycle import run_lifecycle
 
     data, out = Path(cfg.data), Path(cfg.out)
     info = read_dataset_info(data)
     check_task(cfg, data, info)
-    enc = resolve_encoder(cfg.encoder, cfg.backbone)  # fail early on a bad encoder file
+    enc = check_encoder(cfg)  # before any output: a file of another architecture is refused here
     train, test = resolve_ids(data, cfg.train_split), resolve_ids(data, cfg.test_split)
     val = _resolve_optional(data, cfg.val_split, "val")
+    check_data(cfg, data, info, val is not None)
     log.info("finetune %s: %s (%s), train=%s x%g, val=%s, test=%s, seeds=%s", cfg.task, enc.timm_name,
              "random init" if enc.weights is None else enc.weights, cfg.train_split, cfg.label_fraction,
              cfg.val_split if val else "none", cfg.test_split, cfg.seeds)

@@ -94,6 +94,9 @@ def probe_command(cfg: ProbeConfig) -> int:
     if info.task != "classification":
         raise ConfigError(f"probe needs a classification data set (labels.csv), this one is '{info.task}'", data)
     enc = resolve_encoder(cfg.encoder, cfg.backbone)
+    from pathseg.data.check import validate_for_training
+
+    validate_for_training(data, [cfg.train_split, cfg.test_split], task="classification")
     train_folder, train_ids = resolve_ids(data, cfg.train_split)
     test_folder, test_ids = resolve_ids(data, cfg.test_split)
     device = pick_device(cfg.device)

@@ -53,9 +53,11 @@ def _check_data(cfg: WsssConfig) -> DatasetInfo:
     if not labels_path(cfg.data, TRAIN_SPLIT).is_file():
         raise DataError(f"needs a patch-label data set: {TRAIN_SPLIT}/labels.csv is missing "
                         "(make one with 'pathseg data patchify')", cfg.data)
+    from pathseg.data.check import validate_for_training
     from pathseg.wsss.data import foreground_indices
 
     foreground_indices(info)
+    validate_for_training(cfg.data, [s for s in list_splits(cfg.data)], task=info.task)  # images, masks where given
     return info
 
 
