@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
+from ddp_helpers import free_port
 from pathseg.ssl.base import ConvHead, MLPHead
 from pathseg.ssl.densecl import DenseCL
 from pathseg.ssl.mocov2 import MoCoV2
@@ -152,17 +152,11 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow  # two spawned processes: ~40 s on the shared CPU
 def test_ddp_shuffle_across_ranks() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        mp.start_processes(_ddp_worker, args=(2, _free_port(), tmp), nprocs=2, join=True, start_method="spawn")
+        mp.start_processes(_ddp_worker, args=(2, free_port(), tmp), nprocs=2, join=True, start_method="spawn")
         ranks = [torch.load(Path(tmp) / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for step in range(6):
         blocks: set[frozenset[int]] = set()

@@ -74,6 +74,7 @@ def test_geojson_rasterised_matches_class_map(result: tuple[Path, object]) -> No
     doc = json.loads(Path(res.outputs["annotations"]).read_text())  # type: ignore[attr-defined]
     assert doc["type"] == "FeatureCollection"
     feats = doc["features"]
+    assert {f["geometry"]["type"] for f in feats} <= {"Polygon", "MultiPolygon"}  # no stray GeometryCollections
     props = feats[0]["properties"]
     assert props["objectType"] == "annotation"
     assert set(props["classification"]) == {"name", "color"} and len(props["classification"]["color"]) == 3

@@ -4,7 +4,6 @@ banks hold both ranks' embeddings (all-gathered updates)."""
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+
+from ddp_helpers import free_port
 
 pytestmark = pytest.mark.slow  # two spawned processes importing torch + timm: tens of seconds on a busy CPU
 
@@ -52,17 +53,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_ranks_share_banks_labels_and_rng() -> None:
     fresh = _make().state_dict()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        mp.start_processes(_worker, args=(2, _free_port(), tmp), nprocs=2, join=True, start_method="spawn")
+        mp.start_processes(_worker, args=(2, free_port(), tmp), nprocs=2, join=True, start_method="spawn")
         r0, r1 = (torch.load(Path(tmp) / f"rank{r}.pt", weights_only=True) for r in range(2))
     for key, value in r0.items():
         assert torch.equal(value, r1[key]), key

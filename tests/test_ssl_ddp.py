@@ -9,7 +9,6 @@ and DDP's gradient averaging of per-rank mean losses.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+
+from ddp_helpers import free_port
 
 STEPS = 2
 GLOBAL_BATCH = 8
@@ -95,19 +96,13 @@ def _worker(rank: int, world: int, port: int, method: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("method", ["mocov2", "densecl"])
 def test_two_ranks_equal_one_process(method: str) -> None:
     torch.set_num_threads(1)
     single = _train(_make(method), _batches(), 0, 1)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        mp.start_processes(_worker, args=(2, _free_port(), method, tmp), nprocs=2, join=True,
+        mp.start_processes(_worker, args=(2, free_port(), method, tmp), nprocs=2, join=True,
                            start_method="spawn")
         ranks = [torch.load(Path(tmp) / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for res in ranks:  # every rank's queue holds the keys of both ranks' samples, in rank order
