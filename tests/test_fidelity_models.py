@@ -95,7 +95,7 @@ def test_url_paper_export_loads_into_url_unet(tmp_path: Path) -> None:
     torch.manual_seed(0)
     start = save_encoder(tmp_path / "s1.safetensors", URLMethod("resnet18", "1").export_state(), "resnet18",
                          (0.5,) * 3, (0.2,) * 3)
-    method = URLMethod("resnet18", "2", start_weights=start, decoder="paper")
+    method = _started(URLMethod("resnet18", "2", decoder="paper"), start)
     path = save_encoder(tmp_path / "s2.safetensors", method.export_state(), "resnet18", (0.5,) * 3, (0.2,) * 3)
     model = create_segmentation_model("url_unet", "resnet18", 6, encoder_weights=path)
     assert not model.encoder_load_report.missing and model.decoder_loaded == len(method.net.decoder.state_dict())
@@ -204,3 +204,9 @@ def test_background_rule_follows_the_data_set(tmp_path: Path) -> None:
     assert background_rule("white", _info("bcss-wsss", False)) and not background_rule("none", _info("x", True))
     write_dataset_info(tmp_path, _info("bcss-wsss", False))
     assert read_dataset_info(tmp_path).white_background is False
+
+
+def _started(method: URLMethod, weights: Path) -> URLMethod:
+    """A URL method whose encoder is loaded from ``weights``, as the registered factory does."""
+    method.load_encoder(weights)
+    return method

@@ -290,3 +290,13 @@ def test_url_loss_weights_enter_the_total(unlabeled: Path, tmp_path: Path) -> No
 def test_trainer_config_of_pretraining_is_the_engines() -> None:
     assert PretrainConfig.__dataclass_fields__["trainer"].type in ("TrainerConfig", TrainerConfig)
     assert np.isclose(_pretrain_cfg(Path("d"), Path("o"), "mocov2").trainer.max_steps, 1)
+
+
+def test_identical_finetuning_runs_give_byte_identical_weight_files(seg: Path, encoder_file: Path,
+                                                                    tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        finetune(_ft_cfg(seg, tmp_path / name, encoder=str(encoder_file),
+                         trainer={"max_steps": 2, "val_every_steps": 2, "batch_size": 2, "num_workers": 0,
+                                  "accelerator": "cpu", "progress_bar": False, "deterministic": True}))
+    for file in ("model_last.safetensors", "model_best.safetensors"):
+        assert (tmp_path / "a" / "seed_0" / file).read_bytes() == (tmp_path / "b" / "seed_0" / file).read_bytes()

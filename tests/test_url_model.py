@@ -58,7 +58,7 @@ def test_finetune_unet_loads_encoder_and_decoder_from_a_url_export(stage: str, t
     """``pathseg finetune --encoder RUN/encoder.safetensors`` builds its U-Net with create_segmentation_model."""
     torch.manual_seed(0)
     start = _export(URLMethod("resnet18", "1"), tmp_path / "s1.safetensors")
-    method = URLMethod("resnet18", stage=stage, start_weights=start)
+    method = _started(URLMethod("resnet18", stage=stage), start)
     path = _export(method, tmp_path / "encoder.safetensors")
     state, meta = read_encoder(path)  # a valid encoder file: timm name + H&E normalisation
     assert meta.timm_name == "resnet18" and meta.mean == HE_MEAN
@@ -76,7 +76,7 @@ def test_stage1_export_is_encoder_only_and_feeds_stage2(tmp_path: Path) -> None:
     assert not any(k.startswith("decoder.") for k in read_encoder(path)[0])
     fresh = create_segmentation_model("unet", "resnet18", 3, encoder_weights=path)
     assert fresh.decoder_loaded == 0
-    s2 = URLMethod("resnet18", "2", start_weights=path)
+    s2 = _started(URLMethod("resnet18", "2"), path)
     assert all(torch.equal(v, s1.backbone.state_dict()[k]) for k, v in s2.backbone.state_dict().items())
     assert s2.backbone is s2.net.encoder.model
 
@@ -89,7 +89,7 @@ def test_mismatched_or_incomplete_files_are_clear_errors(tmp_path: Path) -> None
     partial = save_encoder(tmp_path / "p.safetensors", {"conv1.weight": torch.zeros(64, 3, 7, 7)}, "resnet18",
                            HE_MEAN, HE_STD)
     with pytest.raises(PathsegError, match="complete resnet18 encoder"):
-        URLMethod("resnet18", "2", start_weights=partial)
+        _started(URLMethod("resnet18", "2"), partial)
 
 
 def _batch(b: int = 2, s: int = 3, c: int = 64) -> dict[str, torch.Tensor]:
@@ -118,3 +118,8 @@ def test_objective_stages(net: URLNet, stage: str) -> None:
     assert (net.global_head.weight.grad is not None) == (stage != "2")
     assert (net.dense_head[0].weight.grad is not None) == (stage != "1")
 
+
+def _started(method: URLMethod, weights: Path) -> URLMethod:
+    """A URL method whose encoder is loaded from ``weights``, as the registered factory does."""
+    method.load_encoder(weights)
+    return method

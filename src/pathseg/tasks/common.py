@@ -51,6 +51,7 @@ class ModelSpec:
     ignore_index: int = 255
     class_names: list[str] = field(default_factory=list)
     colors: list[list[int]] = field(default_factory=list)
+    mpp: float | None = None  # µm/px of the training data (whole-slide inference reads slides at it)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON, atomically."""

@@ -69,7 +69,7 @@ def seed_model(cfg: FinetuneConfig, plan: SeedPlan) -> tuple[Any, Any]:
         task=cfg.task, encoder=enc.timm_name, num_classes=info.num_classes, decoder=cfg.decoder if seg else None,
         mean=list(enc.mean), std=list(enc.std), window=cfg.crop_size, overlap=cfg.inference.overlap,
         blend=cfg.inference.blend, ignore_index=info.ignore_index, class_names=info.class_names,
-        colors=[list(c) for c in info.palette()],
+        colors=[list(c) for c in info.palette()], mpp=info.mpp,
     )
     spec.save(plan.folder / "model.json")
     return spec, build_model(spec, encoder_weights=enc.weights, allow_partial=cfg.allow_partial_weights)

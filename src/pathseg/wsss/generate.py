@@ -8,6 +8,7 @@ written atomically, and images whose masks exist already are skipped, so an inte
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -25,6 +26,8 @@ from pathseg.wsss.config import PseudoConfig
 from pathseg.wsss.data import PatchLabelSet, has_masks
 from pathseg.wsss.gradcam import grad_cams
 from pathseg.wsss.pseudo_masks import background_rule, combine, crf_refine, require_crf, white_background
+
+log = logging.getLogger(__name__)
 
 TRAIN_SPLIT = "train"
 
@@ -69,7 +72,7 @@ def generate_pseudo_masks(
         write_dataset_info(out / layer, layer_info)
     todo = [i for i in range(len(ds))
             if not all(mask_path(out / layer, TRAIN_SPLIT, ds.ids[i]).is_file() for layer in cfg.layers)]
-    print(f"pseudo: {len(ds)} patches, {len(ds) - len(todo)} done already, layers {cfg.layers}", flush=True)
+    log.info("pseudo: %d patches, %d done already, layers %s", len(ds), len(ds) - len(todo), cfg.layers)
     palette = info.palette()
     model = model.to(device).eval()
     white_pixels = total_pixels = 0
@@ -93,7 +96,7 @@ def generate_pseudo_masks(
                 _link_or_copy(image_path(root, TRAIN_SPLIT, ds.ids[idx]),
                               out / layer / TRAIN_SPLIT / "images" / image_path(root, TRAIN_SPLIT, ds.ids[idx]).name)
         if (b + 1) % 10 == 0 or b + 1 == len(loader):
-            print(f"  pseudo: {min((b + 1) * cfg.batch_size, len(todo))}/{len(todo)} patches", flush=True)
+            log.info("  pseudo: %d/%d patches", min((b + 1) * cfg.batch_size, len(todo)), len(todo))
     result: dict[str, Any] = {"num_images": len(ds)}
     if bg and total_pixels:
         result["background_fraction"] = white_pixels / total_pixels

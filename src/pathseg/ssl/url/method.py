@@ -50,7 +50,6 @@ class URLMethod(SSLMethod):
     Args:
         backbone: timm name of the encoder.
         stage: ``"1"``, ``"2"`` or ``"joint"``.
-        start_weights: Encoder weights to start from (required by stage 2; any pathseg weights file).
         freeze_bn: Stage 2: keep the frozen encoder's BatchNorm statistics (``False`` = the original's drift).
         global_dim: Image-level embedding size.
         dense_dim: Dense embedding channels.
@@ -67,7 +66,6 @@ class URLMethod(SSLMethod):
         self,
         backbone: str,
         stage: Stage,
-        start_weights: str | os.PathLike[str] | None = None,
         freeze_bn: bool = True,
         global_dim: int = 128,
         dense_dim: int = 32,
@@ -85,10 +83,16 @@ class URLMethod(SSLMethod):
         self.net = URLNet(backbone, global_dim, dense_dim, dense_hidden, dense_stride, decoder)
         self.backbone = self.net.encoder.model  # the same timm module: 'pathseg export' reads method.backbone.*
         self.objective = URLObjective(stage, temperature, pixel_negatives, superpixel_negatives, weights)
-        if start_weights is not None:
-            self._load_encoder(Path(start_weights))
         if stage == "2":
             self.net.freeze_encoder(bn_eval=freeze_bn)
+
+    def load_encoder(self, path: str | os.PathLike[str]) -> None:
+        """Load a complete encoder from a weights file (the factory's job; stage 2 starts from stage 1's).
+
+        Raises:
+            PathsegError: The file does not hold every tensor of the encoder.
+        """
+        self._load_encoder(Path(path))
 
     def _load_encoder(self, path: Path) -> None:
         from pathseg.models import load_weights

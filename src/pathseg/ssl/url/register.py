@@ -17,10 +17,9 @@ def build_model(cfg: URLConfig, ctx: BuildContext) -> Any:
     cfg.check_start()
     if ctx.crop_size % 32:
         raise ConfigError(f"url: crop_size must be a multiple of 32 (the U-Net's stride), got {ctx.crop_size}")
-    return URLMethod(
+    method = URLMethod(
         ctx.backbone,
         stage=cast(Stage, cfg.stage),
-        start_weights=stage1_weights(cfg),
         freeze_bn=not cfg.parity,
         global_dim=cfg.global_dim,
         dense_dim=cfg.dense_dim,
@@ -32,6 +31,10 @@ def build_model(cfg: URLConfig, ctx: BuildContext) -> Any:
         weights=cfg.weights,
         decoder=cfg.decoder,
     )
+    start = stage1_weights(cfg)
+    if start is not None:  # weights are loaded by the factory, never inside the module's constructor
+        method.load_encoder(start)
+    return method
 
 
 def _no_transform(image: Any) -> dict[str, Any]:
