@@ -1,7 +1,8 @@
 """``pathseg demo``: the whole label-efficient pipeline on synthetic H&E data, as a list of small steps.
 
 synth -> check -> pretrain (MoCo v2) -> export -> fine-tune from a random encoder and from the pretrained one
--> the same with frozen encoders on fewer labels (where pretraining is expected to matter) -> pictures -> summary. Steps share a :class:`DemoState` and are listed in ``DEMO_STEPS``; each prints one
+-> the same with frozen encoders on fewer labels (where pretraining is expected to matter) -> pictures -> summary.
+Steps share a :class:`DemoState` and are listed in ``DEMO_STEPS``; each prints one
 progress line. Everything is built under a temporary name and moved to ``--out`` when all steps succeed.
 
 Output (``--out``, default ``runs/demo``)::
