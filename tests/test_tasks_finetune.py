@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from pathseg.cli.main import main
@@ -25,7 +26,10 @@ def test_finetune_segmentation_then_evaluate(tmp_path, capsys):
         assert key in metrics and f"{key}_std" in metrics
     assert metrics["seeds"] == [0, 1] and set(metrics["per_seed"]) == {"0", "1"}
     assert metrics["per_seed"]["0"]["num_train_images"] == 2
-    assert 0.0 <= metrics["miou"] <= 1.0
+    for seed in "01":  # each seed's mIoU is the mean IoU of its own confusion matrix, recomputed here
+        cm = np.array(metrics["per_seed"][seed]["confusion_matrix"], dtype=float)
+        tp, union = np.diag(cm), cm.sum(0) + cm.sum(1) - np.diag(cm)
+        assert metrics["per_seed"][seed]["miou"] == pytest.approx(float(np.mean(tp[union > 0] / union[union > 0])))
     mean = sum(metrics["per_seed"][s]["miou"] for s in "01") / 2
     assert metrics["miou"] == pytest.approx(mean)
     for name in ("config.yaml", "run.json", "seed_0/model.json", "seed_0/model_best.safetensors",
