@@ -331,5 +331,5 @@ def test_shipped_configs_load(name: str) -> None:
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "configs" / "wsss" / name
-    cfg = load_config(WsssConfig, path)
+    cfg = load_config(WsssConfig, path, values={"data": "d", "out": "o"})
     assert cfg.stage2.layer_weights["deep"] == pytest.approx(0.6)
