@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,14 @@ from pathseg.config import from_dict
 from pathseg.io import write_png
 from pathseg.ssl.api import BuildContext, load_methods
 from pathseg.ssl.unit import losses as L
+from ssl_helpers import one_thread
 
 TINY = {"g_width": 2, "g_max_channels": 8, "z_dim": 8, "mapping_layers": 2, "skip_resolution": 32, "fpn_dim": 8,
         "decoder_hidden": [8, 8], "ds_width": 4, "ds_layers": 3, "r1_interval": 1, "picture_every": 1,
         "masks": {"mpp": 0.5}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+_threads = pytest.fixture(autouse=True)(one_thread)
 
 
 def _build(tmp: Path, **args: Any) -> tuple[Any, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,14 +9,9 @@ import torch.nn.functional as F
 from pathseg.ssl.unit.discriminators import AdaptiveAugment, PatchDiscriminator, StyleDiscriminator, r1_penalty
 from pathseg.ssl.unit.generator import CoModGenerator, ModulatedConv2d, ResNetGenerator
 from pathseg.ssl.unit.segmenter import Segmenter
+from ssl_helpers import one_thread
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+_threads = pytest.fixture(autouse=True)(one_thread)
 
 
 @pytest.mark.parametrize("demod,up", [(True, False), (False, False), (True, True)])
