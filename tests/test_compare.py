@@ -91,3 +91,12 @@ def test_compare_table_equals_cells_and_reruns_only_changed_cells(tmp_path, caps
     assert yaml.safe_load((out / "cells" / "mocov2__synth__f1" / "config.yaml").read_text())["optim"]["lr"] == 0.005
     new_row = next(r for r in _csv_rows(out / "results.csv") if r["method"] == "mocov2")
     assert float(new_row["score"]) == pytest.approx(moco["per_seed"]["0"]["miou"], abs=1e-12)
+
+    # a comparison killed after the pretraining's checkpoint but before its export: resumes only that job
+    (out / "pretrain" / "mocov2" / "compare_key.json").unlink()
+    (out / "pretrain" / "mocov2" / "encoder.safetensors").unlink()
+    (out / "cells" / "random__synth__f1" / "compare_key.json").unlink()  # and one unfinished cell
+    fourth = run_compare(changed)
+    assert fourth.ran == ["pretrain/mocov2", "random__synth__f1"] and fourth.skipped == ["mocov2__synth__f1"]
+    run = json.loads((out / "pretrain" / "mocov2" / "metrics.json").read_text())
+    assert run["steps"] == 2  # continued from checkpoints/last.ckpt, no step repeated

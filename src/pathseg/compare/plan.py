@@ -91,7 +91,7 @@ def pretrain_job(cfg: CompareConfig, m: MethodEntry) -> PretrainJob:
 
     out = Path(cfg.out) / "pretrain" / m.name
     pcfg = load_config(PretrainConfig, m.pretrain, overrides=m.overrides,
-                       values={"data": cfg.unlabeled, "out": str(out), "resume": True})
+                       values={"data": cfg.unlabeled, "out": str(out)})
     return PretrainJob(m.name, pcfg, config_key(pcfg))
 
 

@@ -67,6 +67,7 @@ def run_pretraining(job: PretrainJob, outcome: CompareOutcome) -> None:
         log.info("pretrain %s: config changed, starting afresh", job.method)
         shutil.rmtree(job.folder)
     _write_key(job.folder, job.key, 0.0, STARTED_FILE)
+    job.config.resume = (job.folder / "checkpoints" / "last.ckpt").is_file()  # killed earlier, same config
     log.info("pretrain %s: %s, %s steps", job.method, job.config.method, job.config.trainer.max_steps)
     start = time.time()
     pretrain(job.config)
