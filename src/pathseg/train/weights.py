@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -65,22 +64,18 @@ def load_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
 def check_resume_checkpoint(path: str | os.PathLike[str]) -> Path:
     """Check that a Lightning checkpoint loads with ``weights_only=True`` before a run resumes from it.
 
+    The reading itself is :func:`pathseg.io.checkpoints.load_checkpoint_weights_only`.
+
     Raises:
         PathsegError: Missing, truncated, or holding pickled objects (never unpickled).
     """
+    from pathseg.io.checkpoints import load_checkpoint_weights_only
+
     p = Path(path)
     if not p.is_file():
         raise PathsegError("checkpoint to resume from not found", p)
     try:
-        torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError (truncated zip), EOFError...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "pickle" in str(exc).lower():
-            first = "it holds pickled Python objects, which pathseg never loads"
-        raise PathsegError(f"cannot resume from this checkpoint: {first[:160]}", p) from None
+        load_checkpoint_weights_only(p)
+    except PathsegError as exc:
+        raise PathsegError(f"cannot resume from this checkpoint: {exc.message}", p) from None
     return p
-
-
-def weights_only_load(path: str | os.PathLike[str]) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU (after :func:`check_resume_checkpoint`)."""
-    return torch.load(check_resume_checkpoint(path), map_location="cpu", weights_only=True)
