@@ -5,7 +5,8 @@ Mirrors :class:`pathseg.data.datasets.SegmentationDataset`: images scaled to [0,
 random flips and 90° rotations, the same for image and map. Targets are derived *after* augmentation (the
 horizontal/vertical maps depend on orientation). Each sample is ``(image [3, H, W], target dict)``:
 
-* always ``instances`` — ``[H, W]`` int64 instance ids (0 = background);
+* always ``instances`` — ``[H, W]`` int64 instance ids (0 = background) and ``index`` — the sample's index (a
+  0-d int64 tensor; validation uses it to merge the shards of data-parallel processes);
 * ``targets="hover"`` — ``foreground`` ``[H, W]`` int64 and ``hv`` ``[2, H, W]`` float32 (:func:`hover_maps`);
 * ``targets="contour"`` — ``classes`` ``[H, W]`` int64 (0/1/2, :func:`contour_classes`);
 * ``targets="maskrcnn"`` — ``boxes`` ``[N, 4]`` float32 (x0, y0, x1, y1), ``labels`` ``[N]`` int64 (1),
@@ -80,7 +81,9 @@ class InstanceDataset(_Base):
             image, flipped = random_flip_rotate(image, inst, rng)
             assert flipped is not None
             inst = flipped
-        return normalise(image, self.mean, self.std), make_targets(inst, self.targets, self.contour_width)
+        target = make_targets(inst, self.targets, self.contour_width)
+        target["index"] = torch.tensor(index)
+        return normalise(image, self.mean, self.std), target
 
 
 def make_targets(inst: np.ndarray, targets: Targets, contour_width: int = 3) -> dict[str, torch.Tensor]:

@@ -67,11 +67,16 @@ class InstanceModule(_TransferModule):
         images, targets = batch
         model: Any = self.model
         for pred, target in zip(model.predict(images), targets):
-            self.val_metrics.update(pred.instances, target["instances"].cpu().numpy())
+            key = int(target["index"]) if "index" in target else None
+            self.val_metrics.update(pred.instances, target["instances"].cpu().numpy(), key=key)
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val_<metric>`` (infinite Hausdorff distances are not logged) and append to :attr:`history`."""
-        if self.trainer.sanity_checking or not self.val_metrics.per_image:
+        """Gather every rank's images, log ``val_<metric>`` of the whole split (the same on every rank; infinite
+        Hausdorff distances are not logged) and append to :attr:`history`."""
+        if self.trainer.sanity_checking:
+            return
+        self.val_metrics.sync()
+        if not self.val_metrics.per_image:
             return
         m = self.val_metrics.compute()
         for key in (*KEYS, "object_f1_pooled"):
