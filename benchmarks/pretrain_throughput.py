@@ -1,5 +1,8 @@
 """Training throughput of pathseg's MoCo v2 step against a plain reference MoCo v2 step, and DenseCL's cost.
 
+With ``--end-to-end``: ``pathseg pretrain`` with data loading for MoCo v2, DenseCL, URL stage 1 and PLM against a
+plain PyTorch loop with the same dataset, model, recipe, batch and workers (``benchmarks/pretrain_e2e.py``).
+
 Same backbone, batch, crop and pre-augmented views for all (augmentation is outside the timing). The reference is
 a straightforward re-implementation of the official MoCo v2 step (query/key encoders with an MLP ``fc``, a queue
 buffer, momentum update, einsum logits, cross-entropy, SGD). Rounds of the contenders are interleaved and the
@@ -10,6 +13,8 @@ Example::
     python benchmarks/pretrain_throughput.py --device cpu --backbone resnet18 --batch 16 --crop 64 --threads 1
     python benchmarks/pretrain_throughput.py --device cuda --backbone resnet50 --batch 64 --crop 224 --amp \
         --channels-last
+    python benchmarks/pretrain_throughput.py --end-to-end --data GLAS_CANONICAL --splits train,testA \
+        --crop 96 --batch 8 --workers 1 --threads 1
 """
 
 from __future__ import annotations
@@ -120,9 +125,25 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave)")
     ap.add_argument("--no-densecl", action="store_true")
+    e2e = ap.add_argument_group("end-to-end mode")
+    e2e.add_argument("--end-to-end", action="store_true", help="pathseg pretrain vs a plain loop, with data loading")
+    e2e.add_argument("--data", default="", help="canonical data set directory (pathseg data convert glas ...)")
+    e2e.add_argument("--splits", default="train,testA", help="splits to read (comma-separated; empty: all)")
+    e2e.add_argument("--workers", type=int, default=1)
+    e2e.add_argument("--methods", default="mocov2,densecl,url,plm",
+                     help="comma-separated: mocov2, densecl, url (stage 1, batched views), url-workers, plm")
+    e2e.add_argument("--e2e-steps", type=int, default=14, help="optimiser steps per run")
+    e2e.add_argument("--e2e-warmup", type=int, default=3, help="first steps left out of the median")
+    e2e.add_argument("--model-steps", type=int, default=4, help="steps of the model-only timing")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.end_to_end:
+        from pretrain_e2e import end_to_end
+
+        args.splits = [s for s in args.splits.split(",") if s]
+        end_to_end(args)
+        return
     from pathseg.data.augment import ViewConfig, two_views
     from pathseg.ssl.densecl import DenseCL
     from pathseg.ssl.mocov2 import MoCoV2

@@ -49,7 +49,9 @@ class OptimSection:
         encoder_lr_mult: Encoder learning rate = ``lr`` x this.
         weight_decay: Weight decay.
         warmup_steps: Linear warm-up steps.
-        schedule: ``cosine``, ``constant``, ``poly`` or ``step`` (:mod:`pathseg.train.schedules`).
+        schedule: ``cosine``, ``constant``, ``poly``, ``step`` or ``plateau`` (:mod:`pathseg.train.schedules`;
+            ``plateau``: ``ReduceLROnPlateau`` ×0.1 on the epoch-mean training loss, the URL paper protocol).
+        patience: Epochs without improvement before ``plateau`` lowers the rate (the URL original: 10).
     """
 
     name: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -57,7 +59,27 @@ class OptimSection:
     encoder_lr_mult: float = 1.0
     weight_decay: float = 1e-4
     warmup_steps: int = 50
-    schedule: Literal["cosine", "constant", "poly", "step"] = "cosine"
+    schedule: Literal["cosine", "constant", "poly", "step", "plateau"] = "cosine"
+    patience: int = 10
+
+
+@dataclass
+class PatchesSection:
+    """Train on fixed windows of the training images instead of random crops (the URL paper protocol).
+
+    The images are mirror-padded by ``(size - stride) / 2`` and cut into ``size`` windows every ``stride`` pixels
+    (a flush last row/column), as the original's ``PatchExtractor``; ``label_fraction`` then picks a seeded share
+    of these **patches** (the original's ``_5p`` / ``_15p`` patch folders), not of the images. An epoch is one
+    pass over the chosen patches; every item is the original's affine/flip/colour augmentation of a window, then
+    its central ``crop_size``.
+
+    Args:
+        size: Window side (the original: 512); 0 = off (pathseg's random crops of whole images).
+        stride: Window step (the original: 256).
+    """
+
+    size: int = 0
+    stride: int = 256
 
 
 @dataclass
@@ -89,7 +111,9 @@ class FinetuneConfig:
         default="", metadata={"help": "instance model (default: hover for nuclei, contour for glands)"})
     encoder: str = field(default="random", metadata={"help": "encoder file ('pathseg export') or 'random'"})
     backbone: str = field(default="", metadata={"help": "timm name (default resnet18); must agree with the file"})
-    decoder: Literal["unet", "deeplabv3plus", "fpn"] = field(default="unet", metadata={"help": "segmentation decoder"})
+    decoder: Literal["unet", "deeplabv3plus", "fpn", "url_unet", "dpt"] = field(
+        default="unet", metadata={"help": "segmentation decoder (url_unet: URL's ResNetUNet, the paper protocol; "
+                                          "dpt: ViT encoders)"})
     label_fraction: float = field(default=1.0, metadata={"help": "fraction of labelled training images, in (0, 1]"})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "seeds, e.g. 0,1,2"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train the decoder/head only"})
@@ -100,8 +124,11 @@ class FinetuneConfig:
     test_split: str = field(default="test", metadata={"help": "split evaluated at the end (GlaS: testA)"})
     crop_size: int = field(default=256, metadata={"help": "training crop and sliding window (multiple of 32)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing --out"})
+    legacy_metrics: bool = field(default=False, metadata={
+        "help": "also report the URL original's per-batch Dice/IoU (legacy_per_batch_*; inflated, comparison only)"})
     trainer: TrainerSection = field(default_factory=TrainerSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    patches: PatchesSection = field(default_factory=PatchesSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
     instance: InstanceSection = field(default_factory=InstanceSection)
 
@@ -116,6 +143,12 @@ class FinetuneConfig:
             raise ConfigError(f"crop_size must be a positive multiple of 32, got {self.crop_size}")
         if not 0.0 <= self.inference.overlap < 1.0:
             raise ConfigError(f"inference.overlap must be in [0, 1), got {self.inference.overlap}")
+        size, stride = self.patches.size, self.patches.stride
+        if size and (size < self.crop_size or not 0 < stride <= size):
+            raise ConfigError(f"patches: need size >= crop_size ({self.crop_size}) and 0 < stride <= size, got "
+                              f"size {size}, stride {stride}")
+        if self.optim.patience < 0:
+            raise ConfigError(f"optim.patience must be >= 0, got {self.optim.patience}")
         if self.trainer.total_steps() < 1 or self.trainer.val_every_steps < 1 or self.trainer.batch_size < 1:
             raise ConfigError("trainer.max_steps (or trainer.max_epochs), trainer.val_every_steps and "
                               "trainer.batch_size must be >= 1")
@@ -164,3 +197,5 @@ class EvaluateConfig:
     device: str = field(default="auto", metadata={"help": "cpu, cuda or auto"})
     overlap: float = field(default=-1.0, metadata={"help": "sliding-window overlap (-1 = as trained)"})
     pictures: bool = field(default=True, metadata={"help": "write overlay and confusion-matrix pictures"})
+    legacy_metrics: bool = field(default=False, metadata={
+        "help": "also report the URL original's per-batch Dice/IoU (legacy_per_batch_*; inflated, comparison only)"})

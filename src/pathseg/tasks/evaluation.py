@@ -1,8 +1,10 @@
 """Test-time evaluation of a trained model on a split, and ``pathseg evaluate`` over a finished run.
 
 Segmentation: whole images, one at a time, through :func:`~pathseg.tasks.sliding.sliding_window_predict`;
-metrics from one confusion matrix over the split (:mod:`pathseg.metrics`). Classification: softmax scores of
-(centre-cropped) images, then :func:`~pathseg.metrics.classification_metrics`.
+metrics from one confusion matrix over the split (:mod:`pathseg.metrics`). On request (``legacy_metrics``) the URL
+original's per-batch Dice/IoU of the same predictions is added under ``legacy_per_batch_*`` keys
+(:mod:`pathseg.metrics.legacy`), to show how far it departs. Classification: softmax scores of (centre-cropped)
+images, then :func:`~pathseg.metrics.classification_metrics`.
 """
 
 from __future__ import annotations
@@ -41,10 +43,18 @@ def evaluate_segmentation(
     device: torch.device,
     window_batch: int = 4,
     num_examples: int = 4,
+    legacy: bool = False,
 ) -> tuple[dict[str, Any], list[Example]]:
-    """Metrics of ``model`` over every image of ``dataset`` and up to ``num_examples`` overlay examples."""
+    """Metrics of ``model`` over every image of ``dataset`` and up to ``num_examples`` overlay examples.
+
+    With ``legacy`` the stitched predictions are also scored the URL original's way (256² tiles, per-batch
+    Dice/IoU over batches of 32, absent classes 0): keys ``legacy_per_batch_*``, never used for selection.
+    """
+    from pathseg.metrics.legacy import LegacyPerBatchScores, legacy_tiles
+
     model = model.to(device).eval()
     cm = ConfusionMatrix(spec.num_classes, ignore_index=spec.ignore_index)
+    old = LegacyPerBatchScores(spec.num_classes, ignore_index=spec.ignore_index) if legacy else None
     examples: list[Example] = []
     for i in range(len(dataset)):
         x, y = dataset[i]
@@ -54,11 +64,16 @@ def evaluate_segmentation(
         )
         pred = probs.argmax(1)[0].cpu()
         cm.update(pred, y)
+        if old is not None:
+            for tile_pred, tile_target in legacy_tiles(pred.numpy(), y.numpy()):
+                old.update(tile_pred, tile_target)
         if len(examples) < num_examples:
             examples.append((dataset.ids[i], _denormalise(x, spec.mean, spec.std), y.numpy(), pred.numpy()))
     out = cm.compute()
     out["confusion_matrix"] = cm.matrix.tolist()
     out["num_images"] = len(dataset)
+    if old is not None:
+        out.update(old.compute())
     return out, examples
 
 
@@ -150,7 +165,7 @@ def _evaluate_seed(sdir: Path, cfg: EvaluateConfig, info: Any, folder: str, ids:
         spec.overlap = cfg.overlap
     if spec.task == "segmentation":
         ds = SegmentationDataset(cfg.data, folder, ids=ids, mean=spec.mean, std=spec.std)
-        metrics, examples = evaluate_segmentation(model, ds, spec, device)
+        metrics, examples = evaluate_segmentation(model, ds, spec, device, legacy=cfg.legacy_metrics)
     else:
         cds = ClassificationDataset(cfg.data, folder, ids=ids, mean=spec.mean, std=spec.std,
                                     crop_size=spec.window or None)
@@ -179,8 +194,8 @@ def evaluate_command(cfg: EvaluateConfig) -> int:
     for sdir in seeds:
         metrics = _evaluate_seed(sdir, cfg, info, folder, ids, device, name)
         per_seed[sdir.name.split("_", 1)[1]] = metrics
-        print(f"{sdir.name}: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in ("miou", "accuracy", "aji", "object_dice")
-                                           if metrics.get(k) is not None))
+        shown = ("miou", "legacy_per_batch_miou", "accuracy", "aji", "object_dice")
+        print(f"{sdir.name}: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in shown if metrics.get(k) is not None))
     result = aggregate_seeds(per_seed)
     result.update(split=cfg.split, weights=cfg.weights, data=str(cfg.data), dataset=info.name)
     write_json(run / f"{name}.json", result)

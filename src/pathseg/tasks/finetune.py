@@ -75,15 +75,18 @@ def seed_model(cfg: FinetuneConfig, plan: SeedPlan) -> tuple[Any, Any]:
     return spec, build_model(spec, encoder_weights=enc.weights, allow_partial=cfg.allow_partial_weights)
 
 
-def seed_module(cfg: FinetuneConfig, spec: Any, model: Any) -> Any:
-    """The LightningModule of the task, from plain values of the config."""
+def seed_module(cfg: FinetuneConfig, spec: Any, model: Any, steps_per_epoch: int | None = None) -> Any:
+    """The LightningModule of the task, from plain values of the config (``steps_per_epoch``: the length of a
+    patch loader, whose epoch is one pass over the patches)."""
     from pathseg.tasks.module import ClassificationModule, SegmentationModule
 
-    o = cfg.optim
+    o, t = cfg.optim, cfg.trainer
+    steps = t.total_steps() if not (cfg.patches.size and steps_per_epoch) else (
+        t.max_steps if t.max_steps > 0 else t.max_epochs * steps_per_epoch)
     common: dict[str, Any] = dict(
         lr=o.lr, encoder_lr_mult=o.encoder_lr_mult, weight_decay=o.weight_decay, optimizer=o.name,
-        warmup_steps=o.warmup_steps, max_steps=cfg.trainer.total_steps(), freeze_encoder=cfg.freeze_encoder,
-        schedule=o.schedule,
+        warmup_steps=o.warmup_steps, max_steps=steps, freeze_encoder=cfg.freeze_encoder,
+        schedule=o.schedule, patience=o.patience,
     )
     if cfg.task == "segmentation":
         return SegmentationModule(
@@ -103,21 +106,43 @@ def seed_loaders(cfg: FinetuneConfig, plan: SeedPlan, spec: Any) -> tuple[Any, A
     from pathseg.data.split import subset_ids
 
     train_folder, train_ids = plan.train
-    if cfg.label_fraction < 1.0:
-        train_ids = subset_ids(plan.data, cfg.train_split, cfg.label_fraction, plan.seed)
     seg = cfg.task == "segmentation"
-    cls: Any = SegmentationDataset if seg else ClassificationDataset
     kw = dict(mean=spec.mean, std=spec.std)
     t = cfg.trainer
-    train_ds = cls(plan.data, train_folder, ids=train_ids, crop_size=cfg.crop_size, train=True, seed=plan.seed, **kw)
-    sampler = RandomSampler(train_ds, replacement=True, num_samples=t.val_every_steps * t.batch_size)
-    train = DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-                       drop_last=True, persistent_workers=t.num_workers > 0)
+    cls: Any = SegmentationDataset if seg else ClassificationDataset
+    if cfg.patches.size and seg:
+        train = patch_loader(cfg, plan, spec)
+        train_ids = train.dataset.image_ids
+    else:
+        if cfg.label_fraction < 1.0:
+            train_ids = subset_ids(plan.data, cfg.train_split, cfg.label_fraction, plan.seed)
+        train_ds = cls(plan.data, train_folder, ids=train_ids, crop_size=cfg.crop_size, train=True, seed=plan.seed,
+                       **kw)
+        sampler = RandomSampler(train_ds, replacement=True, num_samples=t.val_every_steps * t.batch_size)
+        train = DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
+                           drop_last=True, persistent_workers=t.num_workers > 0)
     val = None
     if plan.val is not None:
         val_ds = cls(plan.data, plan.val[0], ids=plan.val[1], crop_size=None if seg else cfg.crop_size, **kw)
         val = DataLoader(val_ds, batch_size=1 if seg else t.batch_size, num_workers=min(t.num_workers, 1))
     return train, val, train_ids
+
+
+def patch_loader(cfg: FinetuneConfig, plan: SeedPlan, spec: Any) -> Any:
+    """The URL paper protocol's loader: a seeded ``label_fraction`` of fixed windows, shuffled, one pass an epoch."""
+    from torch.utils.data import DataLoader
+
+    from pathseg.tasks.patches import PatchDataset
+
+    folder, ids = plan.train
+    ds = PatchDataset(plan.data, folder, ids, size=cfg.patches.size, stride=cfg.patches.stride, crop=cfg.crop_size,
+                      fraction=cfg.label_fraction, seed=plan.seed, mean=spec.mean, std=spec.std,
+                      ignore_index=spec.ignore_index)
+    log.info("seed %d: %d of %d training windows (%gx%g, step %d)", plan.seed, len(ds), ds.total_windows,
+             cfg.patches.size, cfg.patches.size, cfg.patches.stride)
+    t = cfg.trainer
+    return DataLoader(ds, batch_size=t.batch_size, shuffle=True, num_workers=t.num_workers,
+                      drop_last=len(ds) > t.batch_size, persistent_workers=t.num_workers > 0)
 
 
 def train_seed(cfg: FinetuneConfig, plan: SeedPlan, module: Any, train: Any, val: Any) -> Any:
@@ -148,7 +173,8 @@ def evaluate_seed(cfg: FinetuneConfig, plan: SeedPlan, spec: Any, model: Any) ->
     kw = dict(mean=spec.mean, std=spec.std)
     if cfg.task == "segmentation":
         ds = SegmentationDataset(plan.data, folder, ids=ids, **kw)
-        return evaluate_segmentation(model, ds, spec, device, cfg.inference.batch_size, cfg.inference.num_examples)
+        return evaluate_segmentation(model, ds, spec, device, cfg.inference.batch_size, cfg.inference.num_examples,
+                                     legacy=cfg.legacy_metrics)
     cls_ds = ClassificationDataset(plan.data, folder, ids=ids, crop_size=cfg.crop_size, **kw)
     return evaluate_classification(model, cls_ds, spec.num_classes, device), []
 
@@ -172,13 +198,15 @@ def run_seed(cfg: FinetuneConfig, plan: SeedPlan) -> dict[str, Any]:
         write_json(plan.folder / "metrics.json", metrics)
         return metrics
     spec, model = seed_model(cfg, plan)
-    module = seed_module(cfg, spec, model)
     train, val, train_ids = seed_loaders(cfg, plan, spec)
+    module = seed_module(cfg, spec, model, steps_per_epoch=len(train))
     best = train_seed(cfg, plan, module, train, val)
     metrics, examples = evaluate_seed(cfg, plan, spec, module.model)
     selected = best.best_state is not None
     metrics.update(num_train_images=len(train_ids), weights="best" if selected else "last",
                    best_val_score=best.best_score if selected else None)
+    if cfg.patches.size and cfg.task == "segmentation":
+        metrics["num_train_patches"] = len(train.dataset)
     plot_curves(plan.folder / "logs" / "metrics.csv", plan.folder / "curves.png", title=f"seed {plan.seed}")
     write_pictures(plan.folder, metrics, spec, examples)
     write_json(plan.folder / "metrics.json", metrics)  # last: marks the seed as finished for a resumed run

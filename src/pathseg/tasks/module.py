@@ -36,7 +36,8 @@ class _TransferModule(L.LightningModule):
         warmup_steps: Linear warm-up steps.
         max_steps: Total steps of the schedule.
         freeze_encoder: Train the decoder/head only; the encoder (BatchNorm statistics included) stays fixed.
-        schedule: Schedule name (:mod:`pathseg.train.schedules`).
+        schedule: Schedule name (:mod:`pathseg.train.schedules`); ``plateau`` watches ``train_loss_epoch``.
+        patience: Epochs of ``plateau``.
     """
 
     monitor = ""
@@ -53,6 +54,7 @@ class _TransferModule(L.LightningModule):
         max_steps: int = 1000,
         freeze_encoder: bool = False,
         schedule: str = "cosine",
+        patience: int = 10,
     ) -> None:
         super().__init__()
         self.model = model
@@ -65,6 +67,7 @@ class _TransferModule(L.LightningModule):
         self.max_steps = max_steps
         self.freeze_encoder = freeze_encoder
         self.schedule = schedule
+        self.patience = patience
         self.history: list[dict[str, Any]] = []
         if freeze_encoder:
             for p in encoder_of(model).parameters():
@@ -92,8 +95,15 @@ class _TransferModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """The optimiser over :meth:`param_groups` and the per-step schedule."""
         opt = make_optimizer(self.param_groups(), self.optimizer_name, self.lr, self.weight_decay, 0.9)
-        sched = make_scheduler(opt, self.max_steps, self.schedule, warmup_steps=self.warmup_steps)
+        sched = make_scheduler(opt, self.max_steps, self.schedule, warmup_steps=self.warmup_steps,
+                               patience=self.patience, monitor="train_loss_epoch")
         return {"optimizer": opt, "lr_scheduler": sched}
+
+    def log_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        """``train_loss`` per step, and its epoch mean ``train_loss_epoch`` when ``plateau`` watches it."""
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
+        if self.schedule == "plateau":
+            self.log("train_loss_epoch", loss, on_step=False, on_epoch=True, batch_size=batch_size)
 
     def last_state(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the current weights."""
@@ -144,7 +154,7 @@ class SegmentationModule(_TransferModule):
             loss = logits.sum() * 0.0
         else:
             loss = F.cross_entropy(logits, y, ignore_index=self.ignore_index)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        self.log_loss(loss, x.shape[0])
         return loss
 
     def predict_probs(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,7 +202,7 @@ class ClassificationModule(_TransferModule):
         """Cross-entropy of the image labels."""
         x, y = batch
         loss = F.cross_entropy(self.model(x), y)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        self.log_loss(loss, x.shape[0])
         return loss
 
     def on_validation_epoch_start(self) -> None:

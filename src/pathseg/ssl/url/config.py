@@ -71,6 +71,9 @@ class ViewConfig:
         blur_kernels: Kernel sides for Gaussian and median blur.
         parity: Reproduce the original's quirks where they change the inputs: nearest-neighbour RGB
             interpolation (scales and rotations), zero padding, superpixel padding labelled id 0, no-op contrast.
+        batched: Render the views batched in the training step, on the training device (the data workers only
+            decode, cut the canvas and draw the random parameters); ``false``: render them per sample in the
+            workers (the same views, for hosts with many CPU cores and no GPU).
     """
 
     patch_size: int = 768
@@ -88,6 +91,7 @@ class ViewConfig:
     noise_std: float = 0.05
     blur_kernels: list[int] = field(default_factory=lambda: [1, 3, 5])
     parity: bool = False
+    batched: bool = True
 
     def validate(self) -> None:
         """Check sizes and scales."""

@@ -1,4 +1,5 @@
-"""The URL pretraining data set: images of a canonical data set (labels unused) with cached superpixels."""
+"""The URL pretraining data set: images of a canonical data set (labels unused) or tiles of a slide tile index
+read at its µm/px (:mod:`pathseg.ssl.url.sources`), with cached superpixels."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pathseg.data.layout import image_path, list_ids, list_splits
-from pathseg.errors import DataError
-from pathseg.io import read_rgb
+from pathseg.ssl.url.canvas import build_item
 from pathseg.ssl.url.config import HE_MEAN, HE_STD, Stage, SuperpixelConfig, ViewConfig
-from pathseg.ssl.url.superpixels import ensure_superpixels, load_superpixels
-from pathseg.ssl.url.views import make_view, sample_center
+from pathseg.ssl.url.sources import open_source
+from pathseg.ssl.url.views import sample_center
 
 
 def sample_generator() -> torch.Generator:
@@ -26,17 +25,20 @@ def sample_generator() -> torch.Generator:
 class URLDataset(Dataset):
     """Two views per image for stage 1 (scales), stage 2 (dense crops + ids) or the joint variant.
 
-    Samples are keyed by ``(split, id)``; the superpixel cache is per data set and split, so ids that repeat
-    across slides never collide (the original flattened patch names without the slide id).
+    Data set samples are keyed by ``(split, id)``, tiles by slide, position, size and µm/px; the superpixel cache
+    follows these keys, so ids that repeat across slides never collide (the original flattened patch names without
+    the slide id).
 
     Items (``S`` = number of scales, ``c`` = crop size, ``d = c / dense_stride``):
         - stage ``1``: ``scales1``, ``scales2`` ``[S, 3, c, c]``;
         - stage ``2``: ``image1``, ``image2`` ``[3, c, c]``, ``sp1``, ``sp2`` ``[d, d]`` (long, −1 = padding);
-        - ``joint``: all four keys; the dense images are scale 0 (native) of each view.
+        - ``joint``: all four keys; the dense images are scale 0 (native) of each view;
+        - with ``views.batched`` (the default) the raw sample of :mod:`pathseg.ssl.url.canvas` instead (canvas
+          and random draws), which the method renders into these keys in the training step.
 
     Args:
-        root: Data set directory (canonical layout).
-        splits: Splits to use (empty = all).
+        root: Data set directory (canonical layout) or tile index (``tiles.csv`` or its folder).
+        splits: Splits of a data set to use (empty = all).
         stage: ``"1"``, ``"2"`` or ``"joint"``.
         views: View settings.
         superpixels: Superpixel settings (unused in stage 1).
@@ -63,40 +65,22 @@ class URLDataset(Dataset):
         self.views = views
         self.superpixels = superpixels
         self.crop_size, self.mean, self.std = crop_size, tuple(mean), tuple(std)
-        self.items = [(s, i) for s in (list(splits) or list_splits(root)) for i in list_ids(root, s)]
-        if not self.items:
-            raise DataError("no images to pretrain on", root)
+        self.source = open_source(root, splits, superpixels)
         if stage != "1":
-            for split in sorted({s for s, _ in self.items}):
-                ensure_superpixels(root, split, [i for s, i in self.items if s == split], superpixels, progress)
+            self.source.ensure(progress)
 
     @property
     def _out(self) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
         return self.crop_size, self.mean, self.std
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.source)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        split, sample_id = self.items[index]
-        rgb = read_rgb(image_path(self.root, split, sample_id))
-        image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float()
+        rgb = self.source.read(index)
+        image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
         gen = sample_generator()
         cfg = self.views
         center = sample_center((rgb.shape[0], rgb.shape[1]), cfg.patch_size, gen)
-        out: dict[str, Tensor] = {}
-        if self.stage == "1":
-            shift = cfg.translate * cfg.patch_size / 2
-            for v in (1, 2):
-                out[f"scales{v}"], _ = make_view(image, None, center, cfg, gen, cfg.scales, shift, *self._out)
-            return out
-        ids = torch.from_numpy(load_superpixels(self.root, split, sample_id, self.superpixels, rgb).astype(np.int64))
-        scales = cfg.scales if self.stage == "joint" else [1.0]
-        shift = (cfg.translate + cfg.dense_translate) * cfg.patch_size
-        for v in (1, 2):
-            crops, sp = make_view(image, ids, center, cfg, gen, scales, shift, *self._out)
-            assert sp is not None
-            out[f"image{v}"], out[f"sp{v}"] = crops[0], sp
-            if self.stage == "joint":
-                out[f"scales{v}"] = crops
-        return out
+        ids = None if self.stage == "1" else torch.from_numpy(self.source.superpixels(index, rgb).astype(np.int64))
+        return build_item(image, ids, center, cfg, self.stage, gen, *self._out)

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from pathseg.errors import DataError, PathsegError
 from pathseg.ssl.base import SSLMethod
+from pathseg.ssl.url.batched import BatchedViews
 from pathseg.ssl.url.config import Stage, URLConfig, ViewConfig
 from pathseg.ssl.url.model import URLNet
 from pathseg.ssl.url.objective import URLObjective
@@ -60,6 +61,8 @@ class URLMethod(SSLMethod):
         superpixel_negatives: ``both_views`` or ``other_view``.
         weights: Weights of the image-, superpixel- and pixel-level terms.
         decoder: ``smp`` or ``paper`` (see :class:`~pathseg.ssl.url.model.URLNet`).
+        views: Renderer of raw batches (``views.batched``: the data workers return canvases and random draws,
+            rendered here on the training device); ``None``: batches arrive rendered.
     """
 
     def __init__(
@@ -76,8 +79,10 @@ class URLMethod(SSLMethod):
         superpixel_negatives: Literal["both_views", "other_view"] = "both_views",
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         decoder: Literal["smp", "paper"] = "smp",
+        views: BatchedViews | None = None,
     ) -> None:
         super().__init__()
+        self.views = views
         self.timm_name = backbone
         self.stage = stage
         self.net = URLNet(backbone, global_dim, dense_dim, dense_hidden, dense_stride, decoder)
@@ -116,7 +121,14 @@ class URLMethod(SSLMethod):
         return self
 
     def training_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """The stage's losses: ``loss`` and its terms ``loss_img``, ``loss_sp``, ``loss_px``."""
+        """The stage's losses: ``loss`` and its terms ``loss_img``, ``loss_sp``, ``loss_px``.
+
+        A raw batch (``canvas`` key) is rendered first, on the batch's device.
+        """
+        if "canvas" in batch:
+            if self.views is None:
+                raise PathsegError("url got raw view parameters but has no view renderer (views.batched)")
+            batch = self.views(batch)
         return self.objective(self.net, batch)
 
     def export_state(self) -> dict[str, Tensor]:

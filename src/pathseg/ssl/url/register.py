@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from pathseg.errors import ConfigError, DataError
+from pathseg.errors import ConfigError
 from pathseg.ssl.api import METHODS, BuildContext, MethodSpec
 from pathseg.ssl.url.config import Stage, URLConfig
 
@@ -30,11 +30,24 @@ def build_model(cfg: URLConfig, ctx: BuildContext) -> Any:
         superpixel_negatives=cfg.superpixel_negatives,
         weights=cfg.weights,
         decoder=cfg.decoder,
+        views=_renderer(cfg, ctx),
     )
     start = stage1_weights(cfg)
     if start is not None:  # weights are loaded by the factory, never inside the module's constructor
         method.load_encoder(start)
     return method
+
+
+def _renderer(cfg: URLConfig, ctx: BuildContext) -> Any:
+    """The batched view renderer of ``views.batched`` (plain values only), else ``None``."""
+    from pathseg.ssl.url.batched import BatchedViews
+    from pathseg.ssl.url.method import effective_views
+
+    views = effective_views(cfg)
+    if not views.batched:
+        return None
+    return BatchedViews(cast(Stage, cfg.stage), views.scales, ctx.crop_size, views.dense_stride, ctx.mean, ctx.std,
+                        views.parity)
 
 
 def _no_transform(image: Any) -> dict[str, Any]:
@@ -47,12 +60,11 @@ def build_transform(cfg: URLConfig, ctx: BuildContext) -> Callable[[Any], dict[s
 
 
 def build_dataset(cfg: URLConfig, ctx: BuildContext, transform: Any) -> Any:
-    """Two views per image of a canonical data set, with cached superpixels (computed on first use)."""
+    """Two views per image of a canonical data set or per tile of a tile index (read at its µm/px), with cached
+    superpixels (computed before training)."""
     from pathseg.ssl.url.data import URLDataset
     from pathseg.ssl.url.method import effective_views
 
-    if not ctx.data.is_dir():
-        raise DataError("url needs a data set directory in the canonical layout (not a tile index)", ctx.data)
     stage = cast(Stage, cfg.stage)
     views = effective_views(cfg)
     return URLDataset(ctx.data, ctx.splits, stage, views, cfg.superpixels, ctx.crop_size, ctx.mean, ctx.std)
