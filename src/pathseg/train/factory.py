@@ -35,6 +35,9 @@ def quiet_lightning() -> None:
                  "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
+    # said on every checkpoint *save*: pathseg saves complete checkpoints (callbacks included) for exact resume and
+    # reads them back with weights_only=True (pathseg.train.lifecycle.fit)
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").addFilter(_DropTips())
     for pattern in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -42,7 +45,7 @@ def quiet_lightning() -> None:
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not (msg.startswith("💡") or "litlogger" in msg or "Tip:" in msg
+        return not (msg.startswith(("💡", "`weights_only` was not set")) or "litlogger" in msg or "Tip:" in msg
                     or msg.startswith(("GPU available", "TPU available", "HPU available")))
 
 

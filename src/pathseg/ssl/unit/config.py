@@ -9,7 +9,7 @@ from pathseg.errors import ConfigError
 
 Stage = Literal["1", "2"]
 GeneratorKind = Literal["comod", "resnet"]
-Guidance = Literal["proposal_free", "none"]
+Guidance = Literal["proposal_free", "maskrcnn", "none"]
 RenderMode = Literal["multichannel", "2channel", "grey", "binary"]
 
 
@@ -49,7 +49,10 @@ class UNITConfig:
         decoder_hidden: S's mask decoder channels (128, 64).
         ds_width: D_S PatchGAN base width (64).
         ds_layers: D_S stride-2 layers (4).
-        guidance: ``proposal_free`` (ISG-lite: foreground + distance maps on G(x)) or ``none``.
+        guidance: ``maskrcnn`` (the original ISG: Mask R-CNN heads on S's FPN, against the pseudo instances),
+            ``proposal_free`` (ISG-lite: foreground + distance maps on G(x)) or ``none``.
+        mrcnn_anchor_sizes: ``maskrcnn``: anchor size (px) per FPN level P2-P6 (nuclei: 8-128).
+        mrcnn_roi_batch: ``maskrcnn``: RoIs sampled per image (512; fewer is faster on a CPU).
         adv_weight: λ_adv (1).
         cycle_weight: λ_cyc (10).
         seg_weight: λ_seg (6).
@@ -85,6 +88,8 @@ class UNITConfig:
     ds_width: int = 64
     ds_layers: int = 4
     guidance: Guidance = "proposal_free"
+    mrcnn_anchor_sizes: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128])
+    mrcnn_roi_batch: int = 512
     adv_weight: float = 1.0
     cycle_weight: float = 10.0
     seg_weight: float = 6.0
@@ -115,6 +120,9 @@ class UNITConfig:
             raise ConfigError("unit: widths, z_dim and layer counts must be >= 1")
         if self.seg_interval < 1 or self.r1_interval < 1:
             raise ConfigError("unit: seg_interval and r1_interval must be >= 1")
+        if len(self.mrcnn_anchor_sizes) != 5 or min(self.mrcnn_anchor_sizes) < 1 or self.mrcnn_roi_batch < 1:
+            raise ConfigError("method_args.mrcnn_anchor_sizes needs 5 positive sizes (P2-P6) and "
+                              "mrcnn_roi_batch must be >= 1")
         if not self.real_downsample > 0:
             raise ConfigError(f"method_args.real_downsample must be positive, got {self.real_downsample}")
         if not self.masks.mpp > 0:

@@ -1,11 +1,15 @@
 """UNIT as a manual-optimisation method of the pretraining engine (Song et al., IEEE TMI 2024, §2.3 of the spec).
 
-One step: ``ŷ = G(x, z)``, ``x̂ = S(y)``, ``x_rec, inst = S(ŷ)`` (one backbone pass: cycle + instance guidance),
-``y_rec = G(x̂, z')``; ``L_GS`` (:func:`pathseg.ssl.unit.losses.combine`) is back-propagated with the
-discriminators frozen; then the discriminator losses on detached fakes (+ lazy R1) are back-propagated, and a
-single Adam step (per-group lr/betas) updates everything. Because the fakes are detached and D's parameters get
-no gradient from ``L_GS``, this equals the alternating G/S-then-D update of the legacy loop. Then ADA's ``p`` and
-G's EMA are updated. Stage 2 re-initialises S and trains S + D_S against the frozen stage-1 G (its EMA weights).
+One step: ``ŷ = G(x, z)``, ``x̂ = S(y)``, ``x_rec, inst = S(ŷ)`` (one backbone pass: cycle + instance guidance; the
+Mask R-CNN guidance reads S's FPN of that pass), ``y_rec = G(x̂, z')``; ``L_GS``
+(:func:`pathseg.ssl.unit.losses.combine`) is back-propagated with the discriminators frozen; then the discriminator
+losses on detached fakes (+ lazy R1) are back-propagated, and a single Adam step (per-group lr/betas) updates
+everything. Because the fakes are detached and D's parameters get no gradient from ``L_GS``, this equals the
+alternating G/S-then-D update of the legacy loop. Then ADA's ``p`` and G's EMA are updated. Stage 2 re-initialises S
+and trains S + D_S against the frozen stage-1 G (its EMA weights).
+
+The step's own randomness (z, noise inputs, ADA) is drawn from torch's RNG seeded by ``(seed, rank, step)`` inside a
+forked RNG, so a run resumed from a checkpoint repeats exactly the draws an uninterrupted run makes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathseg.errors import PathsegError
 from pathseg.ssl.base import SSLMethod, ema_update, is_distributed, momentum_copy
 from pathseg.ssl.unit import losses as L
 from pathseg.ssl.unit.discriminators import AdaptiveAugment, PatchDiscriminator, StyleDiscriminator, r1_penalty
+from pathseg.ssl.unit.guidance import MaskRCNNBranch
 from pathseg.ssl.unit.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -57,7 +62,7 @@ class UNITMethod(SSLMethod):
         d_g: D_G (stage 1 only; ``None`` in stage 2).
         d_s: D_S.
         weights: λ_adv, λ_cyc, λ_seg.
-        guidance: ``proposal_free`` or ``none`` (written into the export metadata).
+        guidance: ``maskrcnn``, ``proposal_free`` or ``none`` (written into the export metadata).
         s_adversarial: ``lsgan`` or ``logistic`` for S/D_S.
         r1: ``(γ_G, γ_S, interval)`` of the lazy R1 penalties.
         ada: D_G's adaptive augmentation (``None``: off).
@@ -67,6 +72,7 @@ class UNITMethod(SSLMethod):
         seg_interval: Apply L_seg every this many steps.
         picture_every: Steps between picture grids (0 = never).
         picture_dir: Where to write them (``None`` = nowhere).
+        seed: Run seed of the per-step RNG (see the module docstring).
     """
 
     manual_optimization = True
@@ -76,7 +82,8 @@ class UNITMethod(SSLMethod):
                  guidance: str = "proposal_free", s_adversarial: str = "lsgan",
                  r1: tuple[float, float, int] = (1.0, 1.0, 16), ada: AdaptiveAugment | None = None,
                  ada_kimg: float = 500.0, ema_kimg: float = 20.0, lrs: tuple[float, float, float] = (2.5e-3,) * 3,
-                 seg_interval: int = 1, picture_every: int = 0, picture_dir: Path | None = None) -> None:
+                 seg_interval: int = 1, picture_every: int = 0, picture_dir: Path | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         self.timm_name, self.stage = backbone, stage
         self.g, self.s, self.d_g, self.d_s = generator, segmenter, d_g, d_s
@@ -87,6 +94,7 @@ class UNITMethod(SSLMethod):
         self.weights, self.guidance, self.s_adversarial = weights, guidance, s_adversarial
         self.r1, self.ada, self.ada_kimg, self.ema_kimg, self.lrs = r1, ada, ada_kimg, ema_kimg, lrs
         self.seg_interval, self.picture_every, self.picture_dir = seg_interval, picture_every, picture_dir
+        self.seed = seed
 
     def build_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         """One Adam with groups: S (engine lr, betas 0.5/0.999), G and D_G (StyleGAN2 betas 0/0.99), D_S."""
@@ -112,7 +120,14 @@ class UNITMethod(SSLMethod):
         x, y = batch["mask"], batch["real"]
         fake_y = self.g(x)
         want_inst = self.guidance != "none" and step % self.seg_interval == 0
-        rec_x, inst = self.s(fake_y, with_instance=want_inst)
+        mrcnn: dict[str, Tensor] = {}
+        if want_inst and self.guidance == "maskrcnn":
+            rec_x, pyramid = self.s.mask_and_pyramid(fake_y)
+            assert isinstance(self.s.instance, MaskRCNNBranch)
+            mrcnn = self.s.instance.losses(fake_y, pyramid, batch["inst"])
+            inst = None
+        else:
+            rec_x, inst = self.s(fake_y, with_instance=want_inst)
         fake_x, _ = self.s(y)
         rec_y = self.g(fake_x)
         s_gen = L.g_lsgan if self.s_adversarial == "lsgan" else L.g_logistic
@@ -121,6 +136,9 @@ class UNITMethod(SSLMethod):
             terms["adv_g"] = L.g_logistic(self.d_g(self._augment(fake_y)))
         if inst is not None:
             terms["seg"] = L.instance_guidance(inst, batch["fg"], batch["dist"])
+        if mrcnn:
+            terms["seg"] = torch.stack(list(mrcnn.values())).sum()  # the five losses, weight 1 each
+            terms.update({f"seg_{k}": v.detach() for k, v in mrcnn.items()})
         return terms, {"x": x, "fake_y": fake_y, "rec_x": rec_x, "y": y, "fake_x": fake_x, "rec_y": rec_y}
 
     def discriminator_terms(self, images: dict[str, Tensor], step: int) -> dict[str, Tensor]:
@@ -144,9 +162,22 @@ class UNITMethod(SSLMethod):
                 self.ada.update(real_g)
         return out
 
+    def step_seed(self, step: int) -> int:
+        """Seed of the draws of optimiser step ``step`` on this rank."""
+        rank = torch.distributed.get_rank() if is_distributed() else 0
+        return ((self.seed * 1_000_003 + rank) * 10_000_019 + step) % (2**63 - 1)
+
     def manual_step(self, batch: dict[str, Any], optimizers: list[torch.optim.Optimizer], step: int,
                     backward: Callable[[Tensor], None]) -> dict[str, Tensor]:
         """One UNIT update (see the module docstring); returns the logged losses (``loss`` = L_GS)."""
+        x = batch["mask"]
+        devices = [x.device.index or 0] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.step_seed(step))
+            return self._update(batch, optimizers, step, backward)
+
+    def _update(self, batch: dict[str, Any], optimizers: list[torch.optim.Optimizer], step: int,
+                backward: Callable[[Tensor], None]) -> dict[str, Tensor]:
         (opt,) = optimizers
         if self.ada is not None and self.ada_kimg > 0:
             self.ada.speed = int(batch["mask"].shape[0]) / (self.ada_kimg * 1000.0)

@@ -36,7 +36,13 @@ def build_model(cfg: UNITConfig, ctx: BuildContext) -> Any:
         except RuntimeError as exc:
             raise PathsegError(f"stage-1 G does not fit method_args (same generator settings needed): "
                                f"{str(exc).splitlines()[0]}", Path(cfg.generator_file)) from None
-    s = Segmenter(ctx.backbone, cfg.fpn_dim, cfg.decoder_hidden, instance_head=cfg.guidance != "none")
+    branch = None
+    if cfg.guidance == "maskrcnn":
+        from pathseg.ssl.unit.guidance import MaskRCNNBranch
+
+        branch = MaskRCNNBranch(cfg.fpn_dim, cfg.mrcnn_anchor_sizes, roi_batch=cfg.mrcnn_roi_batch)
+    s = Segmenter(ctx.backbone, cfg.fpn_dim, cfg.decoder_hidden, instance_head=cfg.guidance != "none",
+                  instance_branch=branch)
     d_g = StyleDiscriminator(size, cfg.g_width, cfg.g_max_channels) if cfg.stage == "1" else None
     ada = AdaptiveAugment(cfg.ada_target) if cfg.ada and cfg.stage == "1" else None
     out = ctx.extra.get("out")
@@ -46,7 +52,7 @@ def build_model(cfg: UNITConfig, ctx: BuildContext) -> Any:
         s_adversarial=cfg.s_adversarial, r1=(cfg.r1_gamma, cfg.r1_gamma_s, cfg.r1_interval), ada=ada,
         ada_kimg=cfg.ada_kimg, ema_kimg=cfg.ema_kimg, lrs=(cfg.lr_g, cfg.lr_d, cfg.lr_ds),
         seg_interval=cfg.seg_interval, picture_every=cfg.picture_every,
-        picture_dir=Path(out) / "pictures" if out else None)
+        picture_dir=Path(out) / "pictures" if out else None, seed=ctx.seed)
 
 
 def _no_transform(image: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@ conv block, 7x7/2 stem + max-pool, torchvision key names). FPN (Lin et al., CVPR
 stride-2 subsampling of P5, kept for the Mask R-CNN variant). Mask-image decoder (``MODEL.GBA`` of the original):
 P3-P5 upsampled bilinearly to P2 and summed with it, conv3x3 -> IN -> ReLU, 2x nearest, conv3x3 -> IN -> ReLU,
 2x nearest, conv3x3 -> 3 channels, no tanh. Instance guidance ("ISG-lite", our design): a proposal-free head on
-the same fused stride-4 map predicting a foreground logit and a normalised distance-to-boundary map.
+the same fused stride-4 map predicting a foreground logit and a normalised distance-to-boundary map; or the
+faithful Mask R-CNN branch (:class:`pathseg.ssl.unit.guidance.MaskRCNNBranch`) on P2-P6, passed in as
+``instance_branch``.
 """
 
 from __future__ import annotations
@@ -87,10 +89,11 @@ class Segmenter(nn.Module):
         fpn_dim: FPN channels (256).
         decoder_hidden: Channels of the decoder's two convs (128, 64).
         instance_head: Build the proposal-free instance head.
+        instance_branch: Another instance branch on the pyramid (the Mask R-CNN branch); replaces the head.
     """
 
     def __init__(self, backbone: str = "resnet50_gn", fpn_dim: int = 256, decoder_hidden: tuple[int, int] = (128, 64),
-                 instance_head: bool = True) -> None:
+                 instance_head: bool = True, instance_branch: nn.Module | None = None) -> None:
         super().__init__()
         self.trunk = feature_encoder(backbone, out_indices=(1, 2, 3, 4))
         info: Any = self.trunk.feature_info
@@ -98,18 +101,34 @@ class Segmenter(nn.Module):
             raise ValueError(f"{backbone}: UNIT's FPN needs stages of strides 4-32, got {info.reduction()}")
         self.fpn = FPN(list(info.channels()), fpn_dim)
         self.decoder = MaskDecoder(fpn_dim, decoder_hidden)
-        self.instance = InstanceHead(fpn_dim, decoder_hidden[0]) if instance_head else None
+        self.instance: nn.Module | None = instance_branch
+        if instance_branch is None and instance_head:
+            self.instance = InstanceHead(fpn_dim, decoder_hidden[0])
 
-    def fused(self, x: Tensor) -> Tensor:
+    def pyramid(self, x: Tensor) -> list[Tensor]:
+        """P2..P6 of ``x``."""
+        return self.fpn(self.trunk(x))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def fuse(ps: list[Tensor]) -> Tensor:
         """P2 + upsampled P3..P5 (``[B, fpn_dim, H/4, W/4]``)."""
-        ps = self.fpn(self.trunk(x))
         p2 = ps[0]
         return p2 + sum(F.interpolate(p, size=p2.shape[-2:], mode="bilinear", align_corners=False) for p in ps[1:4])
+
+    def fused(self, x: Tensor) -> Tensor:
+        """:meth:`fuse` of the pyramid of ``x``."""
+        return self.fuse(self.pyramid(x))
+
+    def mask_and_pyramid(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The mask image and P2..P6 from one backbone pass (for the Mask R-CNN branch)."""
+        ps = self.pyramid(x)
+        return self.decoder(self.fuse(ps)), ps
 
     def forward(self, x: Tensor, with_instance: bool = False) -> tuple[Tensor, Tensor | None]:
         """The mask image ``[B, 3, H, W]`` and, if asked (and built), the instance maps ``[B, 2, H, W]`` from the
         same backbone pass (the original's ``both`` mode)."""
         f = self.fused(x)
         mask = self.decoder(f)
-        inst = self.instance(f, (x.shape[-2], x.shape[-1])) if with_instance and self.instance is not None else None
+        head = self.instance if isinstance(self.instance, InstanceHead) else None
+        inst = head(f, (x.shape[-2], x.shape[-1])) if with_instance and head is not None else None
         return mask, inst

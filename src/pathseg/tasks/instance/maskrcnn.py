@@ -216,8 +216,6 @@ def build_maskrcnn(
         rpn_proposals: Proposals kept after NMS at test time (at least ``detections_per_img``; training: 2000).
         roi_batch: RoIs sampled per training image for the box head (torchvision/detectron2: 512).
     """
-    from torchvision.models.detection import MaskRCNN
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -228,6 +226,35 @@ def build_maskrcnn(
     fpn = BackboneWithFPN(trunk, return_layers={f"layer{i + 1}": str(i) for i in range(4)},
                           in_channels_list=[width * 2**i for i in range(4)], out_channels=256,
                           extra_blocks=LastLevelMaxPool())
+    detector = detector_on(fpn, num_classes, anchor_sizes, aspect_ratios, detections_per_img, rpn_proposals,
+                           roi_batch)
+    head = SemanticHead(256, 2) if semantic_head else None
+    return MaskRCNNModel(detector, head, score_threshold=score_threshold, mask_threshold=mask_threshold)
+
+
+def detector_on(
+    fpn: nn.Module,
+    num_classes: int = 2,
+    anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    detections_per_img: int = 100,
+    rpn_proposals: int = 1000,
+    roi_batch: int = 512,
+) -> Any:
+    """torchvision ``MaskRCNN`` (no resizing or normalising) on any FPN backbone: a module with ``out_channels``
+    whose forward returns the levels P2-P6 as an ordered dict (keys ``"0"``-``"3"``, ``"pool"``).
+
+    Used by :func:`build_maskrcnn` and by methods that run the heads on their own FPN (UNIT's instance guidance).
+    Arguments as :func:`build_maskrcnn`.
+
+    Raises:
+        ConfigError: Not five anchor sizes.
+    """
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    if len(anchor_sizes) != 5:
+        raise ConfigError(f"anchor_sizes needs one size per FPN level P2-P6 (5), got {list(anchor_sizes)}")
     anchors = AnchorGenerator(sizes=tuple((int(s),) for s in anchor_sizes),
                               aspect_ratios=(tuple(float(a) for a in aspect_ratios),) * 5)
     proposals = max(rpn_proposals, detections_per_img)
@@ -235,5 +262,4 @@ def build_maskrcnn(
                         box_detections_per_img=detections_per_img, box_batch_size_per_image=roi_batch,
                         rpn_pre_nms_top_n_test=proposals, rpn_post_nms_top_n_test=proposals)
     detector.transform = _no_resize_transform()
-    head = SemanticHead(256, 2) if semantic_head else None
-    return MaskRCNNModel(detector, head, score_threshold=score_threshold, mask_threshold=mask_threshold)
+    return detector
