@@ -21,7 +21,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     d = tmp_path_factory.mktemp("inf")
     write_slide(d / "s.tiff", 1200, 1700, BLOBS, mpp=0.5)
     cfg = PredictConfig(slides=[str(d / "s.tiff")], model="-", out=str(d / "out"), workers=0, simplify=0.5,
-                        objects="components")
+                        objects="components", cell=400)  # 4-5 cells per band: components cross cell edges
     (res,) = predict_slides(cfg, model=tiny_model(d))
     assert res.status == "done", res.message
     return d, res

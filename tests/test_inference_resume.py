@@ -15,6 +15,7 @@ from pathseg.inference.config import PredictConfig
 from pathseg.inference.run import predict_slides
 
 TESTS = Path(__file__).resolve().parent
+CELL = "1024"  # tile-block width of the RSS tests (model pixels)
 
 SCRIPT = textwrap.dedent("""
     import os, resource, signal, sys
@@ -29,7 +30,8 @@ SCRIPT = textwrap.dedent("""
         if r == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
     cfg = PredictConfig(slides=[sys.argv[1]], model="-", out=sys.argv[2], workers=int(sys.argv[4]),
-                        probabilities=True, objects="components", min_tissue=float(sys.argv[5]))
+                        probabilities=True, objects="components", min_tissue=float(sys.argv[5]),
+                        cell=int(sys.argv[7]))
     predict_slides(cfg, model=tiny_model(Path(sys.argv[2]) / "m", window=int(sys.argv[6])), on_band=on_band)
     # VmHWM: this process's own peak; ru_maxrss would carry the parent's peak over fork + exec
     hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")]
@@ -51,14 +53,14 @@ def test_kill_and_resume_give_identical_outputs(tmp_path: Path) -> None:
     slide = tmp_path / "s.tiff"
     write_slide(slide, 900, 700, [(300, 300, 250), (650, 420, 200)])
     killed = tmp_path / "killed"
-    proc = _run_script(tmp_path, str(slide), str(killed), "4", "1", "0", "128")
+    proc = _run_script(tmp_path, str(slide), str(killed), "4", "1", "0", "128", "256")
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not (killed / "s").exists()  # no partial slide folder
     bands = sorted(p.name for p in (killed / ".work" / "s").glob("band_*.npz"))
-    assert bands == [f"band_{r:05d}.npz" for r in range(5)]  # bands 0..4 were saved before the kill
+    assert bands == [f"band_{r:05d}_{j:04d}.npz" for r in range(5) for j in range(3)]  # bands 0..4 saved
 
     cfg = PredictConfig(slides=[str(slide)], model="-", out=str(killed), workers=0, probabilities=True,
-                        objects="components")
+                        objects="components", cell=256)
     started: list[int] = []
     (res,) = predict_slides(cfg, model=tiny_model(killed / "m"), on_band=lambda s, r, n: started.append(r))
     assert res.status == "done"
@@ -67,7 +69,7 @@ def test_kill_and_resume_give_identical_outputs(tmp_path: Path) -> None:
 
     fresh = tmp_path / "fresh"
     cfg = PredictConfig(slides=[str(slide)], model="-", out=str(fresh), workers=0, probabilities=True,
-                        objects="components")
+                        objects="components", cell=256)
     predict_slides(cfg, model=tiny_model(fresh / "m"))
     a, b = _files(killed / "s"), _files(fresh / "s")
     assert sorted(a) == sorted(b) and len(a) >= 9
@@ -86,8 +88,23 @@ def test_peak_rss_is_flat_in_slide_size(tmp_path: Path) -> None:
     for height in (1536, 6144):
         slide = tmp_path / f"s{height}.tiff"
         write_slide(slide, height, 1536, [(700, 700, 300)])
-        proc = _run_script(tmp_path, str(slide), str(tmp_path / f"o{height}"), "-1", "0", "-1", "192")
+        proc = _run_script(tmp_path, str(slide), str(tmp_path / f"o{height}"), "-1", "0", "-1", "192", "2048")
         assert proc.returncode == 0, proc.stderr[-2000:]
         rss[height] = int(proc.stdout.split("maxrss_kb")[1].split()[0]) / 1024
         assert (tmp_path / f"o{height}" / f"s{height}" / "classes.tif").is_file()
     assert rss[6144] - rss[1536] < 30, rss
+
+
+def test_peak_rss_is_flat_in_slide_width(tmp_path: Path) -> None:
+    """Every window of a 512-px-high slide, 1024 and 6144 px wide (6x the pixels, all of the growth in width):
+    peak RSS within 25 MB. Blending full-width rows (one cell as wide as the slide, as before tile blocks) adds
+    about 3 bytes per pixel of the band for each class and glibc's heap kept the freed band arrays, which made
+    the wide slide's peak grow by ~100 MB (docs/inference.md)."""
+    rss = {}
+    for width in (1024, 6144):
+        slide = tmp_path / f"w{width}.tiff"
+        write_slide(slide, 512, width, [(256, 500, 200)])
+        proc = _run_script(tmp_path, str(slide), str(tmp_path / f"o{width}"), "-1", "0", "-1", "192", CELL)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rss[width] = int(proc.stdout.split("maxrss_kb")[1].split()[0]) / 1024
+    assert rss[6144] - rss[1024] < 25, rss

@@ -11,7 +11,7 @@ import torch
 
 from inference_helpers import tiny_model, write_slide
 from pathseg.data.datasets import normalise
-from pathseg.inference.blend import RowBlender
+from pathseg.inference.blend import CellBlender
 from pathseg.inference.config import PredictConfig
 from pathseg.inference.run import predict_slides
 from pathseg.slides.reader import open_slide
@@ -41,7 +41,7 @@ def test_stitched_map_equals_sliding_window_predict(tmp_path: Path) -> None:
     write_slide(slide, 600, 700, BLOBS)
     model = tiny_model(tmp_path)
     cfg = PredictConfig(slides=[str(slide)], model="-", out=str(tmp_path / "out"), min_tissue=-1, batch=5,
-                        workers=0, probabilities=True)
+                        workers=0, probabilities=True, cell=256)  # 3 cells per band
     (res,) = predict_slides(cfg, model=model)
     assert res.status == "done", res.message
     ref = _reference(slide, model)
@@ -87,39 +87,45 @@ def test_model_resolution_differs_from_slide(tmp_path: Path) -> None:
     assert (classes[sure] == want[sure]).all()
 
 
-def test_row_blender_matches_explicit_sums() -> None:
-    """Rolling band against a hand-written whole-array accumulation, with windows skipped and rows left empty."""
+@pytest.mark.parametrize("spill", [False, True])
+def test_cell_blender_matches_explicit_sums(tmp_path: Path, spill: bool) -> None:
+    """Cells against a hand-written whole-array accumulation, with windows skipped, rows left empty and windows
+    crossing cell edges; pending rows in memory or spilled to files."""
     rng = np.random.default_rng(0)
-    window, height, width = 8, 40, 13
+    window, height, width = 8, 40, 21
     weight = blend_weights(window).numpy()
-    wins = [(0, 0), (0, 5), (6, 2), (24, 5), (32, 0)]  # rows 14..23 get nothing
-    probs = [rng.random((2, window, window)).astype(np.float32) for _ in wins]
+    ys = [0, 6, 12, 18, 24, 30, 32]
+    edges = [0, 6, 12, 21]
+    wins = [(0, 0, 0), (0, 0, 5), (0, 0, 13), (1, 6, 2), (1, 6, 10), (4, 24, 5), (6, 32, 0), (6, 32, 13)]
+    probs = [rng.random((2, window, window)).astype(np.float32) for _ in wins]  # rows 14..23 get nothing
     acc = np.zeros((2, height, width + window))
     norm = np.zeros((height, width + window))
-    for (y, x), p in zip(wins, probs):
+    for (_, y, x), p in zip(wins, probs):
         for i in range(window):
             for j in range(window):
                 if y + i < height:
                     acc[:, y + i, x + j] += p[:, i, j] * weight[i, j]
                     norm[y + i, x + j] += weight[i, j]
-    blender = RowBlender(width, height, 2, weight)
-    bands = [(0, 6), (6, 14), (14, 22), (22, 24), (24, 32), (32, 40)]  # at most one window high
-    got = []
-    k = 0
-    for y0, y1 in bands:
-        while k < len(wins) and wins[k][0] < y1:
-            blender.add(*wins[k], probs[k] * weight)
-            k += 1
-        got.append(blender.emit(y0, y1))
-    classes = np.concatenate([g[0] for g in got])
-    quant = np.concatenate([g[1] for g in got], axis=1)
+    cells: list = []
+    blender = CellBlender(width, height, 2, weight, ys, edges, cells.append, spill=tmp_path if spill else None)
+    for (r, y, x), p in zip(wins, probs):
+        blender.add(r, y, x, p * weight)
+    blender.finish()
+    assert [(c[0], c[1], c[2]) for c in cells] == [(r, j, edges[j]) for r in range(len(ys)) for j in range(3)]
+    classes = np.zeros((height, width), np.uint8)
+    quant = np.zeros((2, height, width), np.uint8)
+    for r, _, x0, cls, q in cells:
+        y0 = ys[r]
+        classes[y0 : y0 + cls.shape[0], x0 : x0 + cls.shape[1]] = cls
+        quant[:, y0 : y0 + cls.shape[0], x0 : x0 + cls.shape[1]] = q
     ratio = np.divide(acc, norm, out=np.zeros_like(acc), where=norm > 0)[:, :, :width]
     assert np.abs(quant.astype(int) - np.rint(ratio * 255)).max() <= 1
     want = np.where(norm[:, :width] > 0, ratio.argmax(0), 0)
     assert (classes == want).all()
     assert (classes[14:24] == 0).all() and (quant[:, 14:24] == 0).all()
-    with pytest.raises(ValueError, match="not held"):
-        blender.emit(0, 6)
+    assert not list(tmp_path.glob("pending_*"))  # every pending part was used
+    with pytest.raises(ValueError, match="out of order"):
+        blender.add(0, 0, 0, probs[0] * weight)
 
 
 def test_batches_and_workers_do_not_change_the_result(tmp_path: Path) -> None:

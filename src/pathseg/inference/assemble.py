@@ -1,31 +1,33 @@
-"""Turning finished bands into the per-slide outputs, in one streaming pass (run in the writer thread).
+"""Turning finished cells into the per-slide outputs, in one streaming pass (run in the writer thread).
 
-Bands (model resolution) are resampled by nearest neighbour onto the slide's level-0 pixel grid, so the class map
-lines up pixel for pixel with the slide: level-0 pixel ``(X, Y)`` takes model pixel
-``(min(floor((X + 0.5) / ds), W - 1), min(floor((Y + 0.5) / ds), H - 1))``. While the class-map TIFF pulls its tile
-rows, every band also feeds the class polygons, the object extractor, the area counts (class pixels inside the
-tissue mask) and the overlay's small class map. Probability TIFFs are a second pass over the band files.
+Every cell feeds the class polygons, the object extractor, the area counts (class pixels inside the tissue mask) and
+the overlay's small class map, and is copied into its band's uint8 class rows. Bands (model resolution) are resampled
+by nearest neighbour onto the slide's level-0 pixel grid, so the class map lines up pixel for pixel with the slide:
+level-0 pixel ``(X, Y)`` takes model pixel ``(min(floor((X + 0.5) / ds), W - 1), min(floor((Y + 0.5) / ds),
+H - 1))``, and the class-map TIFF pulls them as tile rows. The only full-width arrays are these uint8 rows (a band
+and a tile row). Probability TIFFs are a second pass over the cell files.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from pathseg.inference.blend import Cell
 from pathseg.inference.grid import SlidePlan
-from pathseg.inference.progress import load_band
+from pathseg.inference.progress import load_cell
 from pathseg.inference.pyramid import write_streamed_pyramid
-from pathseg.inference.vectors import Component, ComponentTracer, ObjectExtractor, to_level0
+from pathseg.inference.vectors import Component, ComponentTracer, ObjectExtractor, to_level0_many
 
-Band = tuple[int, np.ndarray, np.ndarray]  # (band index, classes [h, W], probs [K, h, W])
+Band = tuple[int, np.ndarray]  # (band index, uint8 rows [h, W])
 TILE = 256
+COLUMN_CHUNK = 4096
 
 
 @dataclass
@@ -42,20 +44,32 @@ class SlideInfo:
     thumbnail: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 3), np.uint8))
 
 
-def grid_rows(plan: SlidePlan, bands: Iterator[Band], pick: Callable[[Band], np.ndarray]) -> Iterator[np.ndarray]:
-    """Level-0 tile rows (``uint8 [<=TILE, width0]``) of ``pick(band)`` resampled onto the slide's pixel grid."""
+def grid_rows(plan: SlidePlan, bands: Iterator[Band]) -> Iterator[np.ndarray]:
+    """Level-0 tile rows (``uint8 [<=TILE, width0]``) of the bands' rows resampled onto the slide's pixel grid
+    (filled band by band and, when resampling, in column chunks: no temporaries beyond the tile row)."""
     cols = np.minimum(((np.arange(plan.width0) + 0.5) / plan.ds).astype(np.int64), plan.width - 1)
+    same = plan.width0 == plan.width and bool((cols == np.arange(plan.width)).all())
     held: list[tuple[int, np.ndarray]] = []  # (first model row, rows)
     for y in range(0, plan.height0, TILE):
         rows = np.minimum(((np.arange(y, min(y + TILE, plan.height0)) + 0.5) / plan.ds).astype(np.int64),
                           plan.height - 1)
         while not held or held[-1][0] + len(held[-1][1]) <= rows[-1]:
             band = next(bands)
-            held.append((plan.band_rows(band[0])[0], pick(band)))
+            held.append((plan.band_rows(band[0])[0], band[1]))
         held = [h for h in held if h[0] + len(h[1]) > rows[0]]
-        top = held[0][0]
-        block = held[0][1] if len(held) == 1 else np.concatenate([h[1] for h in held])
-        yield np.ascontiguousarray(block[rows - top][:, cols])
+        out = np.empty((len(rows), plan.width0), np.uint8)
+        for top, block in held:
+            sel = np.flatnonzero((rows >= top) & (rows < top + len(block)))
+            if not len(sel):
+                continue
+            src = rows[sel] - top
+            if same:
+                out[sel] = block[src]
+                continue
+            for c0 in range(0, plan.width0, COLUMN_CHUNK):
+                c1 = min(c0 + COLUMN_CHUNK, plan.width0)
+                out[sel, c0:c1] = block[np.ix_(src, cols[c0:c1])]
+        yield out
 
 
 class FeatureWriter:
@@ -67,28 +81,38 @@ class FeatureWriter:
 
     def add(self, comp: Component) -> None:
         """Write one component (level-0 coordinates), unless it is empty or below the minimum area."""
+        self.add_all([comp])
+
+    def add_all(self, comps: list[Component]) -> None:
+        """Write components (level-0 coordinates), skipping empty ones and those below the minimum area; geometry
+        work is done for all of them at once (shapely's vectorised functions)."""
         import shapely
 
-        area_um2 = comp.count * self.info.mpp**2
-        if area_um2 < self.info.min_area_um2:
+        info = self.info
+        comps = [c for c in comps if c.count * info.mpp**2 >= info.min_area_um2]
+        if not comps:
             return
-        geom = to_level0(comp.geometry, self.info.mpp / self.info.slide_mpp, self.info.simplify)
-        if geom.is_empty:
-            return
-        geom = shapely.transform(geom, lambda c: np.round(c, 2))
-        name = self.info.class_names[comp.class_index] if comp.class_index < len(self.info.class_names) \
-            else f"class {comp.class_index}"
-        color = list(self.info.colors[comp.class_index % len(self.info.colors)])
-        measurements = {"area_um2": round(area_um2, 2), "mean_probability": round(comp.score, 4)}
-        props: dict[str, Any] = {"objectType": self.object_type, "classification": {"name": name, "color": color},
-                                 "isLocked": False, "measurements": measurements}
-        if self.object_type == "detection":
-            props["score"] = round(comp.score, 4)
-        fid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"pathseg/{self.info.slide_id}/{self.object_type}/{self.n}"))
-        feature = {"type": "Feature", "id": fid, "geometry": json.loads(shapely.to_geojson(geom)),
-                   "properties": props}
-        self.fh.write(("" if self.n == 0 else ",\n") + json.dumps(feature, separators=(",", ":")))
-        self.n += 1
+        geoms = to_level0_many([c.geometry for c in comps], info.mpp / info.slide_mpp, info.simplify, decimals=2)
+        texts = shapely.to_geojson(geoms)
+        empty = shapely.is_empty(geoms)
+        parts = []
+        for comp, text, skip in zip(comps, texts.tolist(), empty.tolist()):
+            if skip:
+                continue
+            k = comp.class_index
+            name = info.class_names[k] if k < len(info.class_names) else f"class {k}"
+            measurements = {"area_um2": round(comp.count * info.mpp**2, 2), "mean_probability": round(comp.score, 4)}
+            props: dict[str, Any] = {"objectType": self.object_type,
+                                     "classification": {"name": name, "color": list(info.colors[k % len(info.colors)])},
+                                     "isLocked": False, "measurements": measurements}
+            if self.object_type == "detection":
+                props["score"] = round(comp.score, 4)
+            fid = uuid.uuid5(uuid.NAMESPACE_URL, f"pathseg/{info.slide_id}/{self.object_type}/{self.n}")
+            parts.append(f'{{"type":"Feature","id":"{fid}","geometry":{text},'
+                         f'"properties":{json.dumps(props, separators=(",", ":"))}}}')
+            self.n += 1
+        if parts:
+            self.fh.write(("" if self.n == len(parts) else ",\n") + ",\n".join(parts))
 
     def close(self) -> None:
         """End the collection."""
@@ -116,25 +140,36 @@ class Assembler:
         self.thumb_cols = np.minimum(((np.arange(tw) + 0.5) * plan.width / tw).astype(np.int64), plan.width - 1)
         self.thumb = np.zeros((th, tw), np.uint8)
 
-    def _side(self, bands: Iterator[Band], annotations: FeatureWriter, objects: FeatureWriter | None
+    def _side(self, cells: Iterator[Cell], annotations: FeatureWriter, objects: FeatureWriter | None
               ) -> Iterator[Band]:
-        for band in bands:
-            r, classes, probs = band
-            y0, y1 = self.plan.band_rows(r)
-            last = r == self.plan.num_bands - 1
-            tissue = self.plan.tissue_rows(y0, y1)
+        """Feeds every cell to the polygons, objects, areas and overlay; yields each band's class rows."""
+        p = self.plan
+        rows = np.zeros((0, p.width), np.uint8)
+        for r, j, x0, classes, probs in cells:
+            y0, y1 = p.band_rows(r)
+            x1 = x0 + classes.shape[1]
+            if j == 0:
+                rows = np.zeros((y1 - y0, p.width), np.uint8)
+            rows[:, x0:x1] = classes
+            tissue = p.tissue_rows(y0, y1, x0, x1)
             self.counts += np.bincount(classes[tissue], minlength=len(self.counts))[: len(self.counts)]
             self.tissue_px += int(tissue.sum())
-            sel = (self.thumb_rows >= y0) & (self.thumb_rows < y1)
-            self.thumb[sel] = classes[self.thumb_rows[sel] - y0][:, self.thumb_cols]
-            for comp in self.tracer.feed(y0, classes, probs, last=last):
-                annotations.add(comp)
-            if self.extractor is not None and objects is not None:
-                for comp in self.extractor.feed(y0, classes, probs, last=last):
-                    objects.add(comp)
-            yield band
+            sel_r = np.flatnonzero((self.thumb_rows >= y0) & (self.thumb_rows < y1))
+            sel_c = np.flatnonzero((self.thumb_cols >= x0) & (self.thumb_cols < x1))
+            if len(sel_r) and len(sel_c):
+                self.thumb[np.ix_(sel_r, sel_c)] = classes[np.ix_(self.thumb_rows[sel_r] - y0,
+                                                                  self.thumb_cols[sel_c] - x0)]
+            self.tracer.feed_cell(y0, x0, classes, probs)
+            if self.extractor is not None:
+                self.extractor.feed_cell(y0, x0, classes, probs)
+            if j == p.num_cells - 1:
+                last = r == p.num_bands - 1
+                annotations.add_all(self.tracer.end_band(last))
+                if self.extractor is not None and objects is not None:
+                    objects.add_all(self.extractor.end_band(last))
+                yield r, rows
 
-    def run(self, bands: Iterator[Band]) -> dict[str, Path]:
+    def run(self, cells: Iterator[Cell]) -> dict[str, Path]:
         """Write ``classes.tif``, ``annotations.geojson`` (and ``objects.geojson``), ``overlay.png`` and
         ``areas.csv``/``areas.json``; returns their paths."""
         p, f = self.plan, self.folder
@@ -148,17 +183,15 @@ class Assembler:
                 obj_fh = paths["objects"].open("w", encoding="utf-8")
                 objects = FeatureWriter(obj_fh, self.info, "detection")
             try:
-                fed = self._side(bands, annotations, objects)
-                write_streamed_pyramid(paths["classes"], p.height0, p.width0, grid_rows(p, fed, lambda b: b[1]),
+                fed = self._side(cells, annotations, objects)
+                write_streamed_pyramid(paths["classes"], p.height0, p.width0, grid_rows(p, fed),
                                        self.info.slide_mpp, TILE)
                 for _ in fed:  # bands below the last TIFF row (none unless rounding left some)
                     pass
-                for comp in self.tracer.finish():
-                    annotations.add(comp)
+                annotations.add_all(self.tracer.finish())
                 annotations.close()
                 if self.extractor is not None and objects is not None:
-                    for comp in self.extractor.finish():
-                        objects.add(comp)
+                    objects.add_all(self.extractor.finish())
                     objects.close()
             finally:
                 if obj_fh is not None:
@@ -186,20 +219,27 @@ class Assembler:
 
 
 def write_probabilities(plan: SlidePlan, work: Path, folder: Path, info: SlideInfo) -> dict[str, Path]:
-    """``probs_<class>.tif`` (uint8, 255 = probability 1) per class, streamed from the band files."""
+    """``probs_<class>.tif`` (uint8, 255 = probability 1) per class, streamed from the cell files."""
     out: dict[str, Path] = {}
     for c, name in enumerate(info.class_names):
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or str(c)
         path = folder / f"probs_{safe}.tif"
-        bands = ((r, *load_band(work, r)) for r in range(plan.num_bands))
-        write_streamed_pyramid(path, plan.height0, plan.width0, grid_rows(plan, bands, partial(_channel, c)),
+        write_streamed_pyramid(path, plan.height0, plan.width0, grid_rows(plan, _channel_bands(plan, work, c)),
                                info.slide_mpp, TILE)
         out[f"probs_{safe}"] = path
     return out
 
 
-def _channel(c: int, band: Band) -> np.ndarray:
-    return band[2][c]
+def _channel_bands(plan: SlidePlan, work: Path, c: int) -> Iterator[Band]:
+    """Channel ``c`` of every band, put together from its cell files."""
+    for r in range(plan.num_bands):
+        y0, y1 = plan.band_rows(r)
+        rows = np.zeros((y1 - y0, plan.width), np.uint8)
+        for j in range(plan.num_cells):
+            probs = load_cell(work, r, j)[1]
+            assert probs is not None
+            rows[:, plan.edges[j] : plan.edges[j + 1]] = probs[c]
+        yield r, rows
 
 
 def write_overlay(path: Path, thumbnail: np.ndarray, classes: np.ndarray, colors: list[tuple[int, int, int]],

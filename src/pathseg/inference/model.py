@@ -137,28 +137,33 @@ class Predictor:
     """Window batches to softmax probabilities, as :func:`~pathseg.tasks.sliding.sliding_window_predict` computes
     them (float32 softmax of the logits, resized to the window when the model's output is smaller).
 
-    On CUDA with ``amp``, the forward pass runs in bfloat16/float16 autocast with channels-last memory.
+    Runs under :func:`torch.inference_mode`. With ``channels_last`` the network and its input use channels-last
+    memory (faster convolutions on CPU and GPU); on CUDA with ``amp`` the forward pass runs in bfloat16/float16
+    autocast.
 
     Args:
         module: Segmentation network (eval mode).
         device: Where to run.
-        amp: Mixed precision and channels-last on CUDA.
+        amp: Mixed precision on CUDA.
+        channels_last: Channels-last memory format.
     """
 
-    def __init__(self, module: nn.Module, device: torch.device, amp: bool = True) -> None:
+    def __init__(self, module: nn.Module, device: torch.device, amp: bool = True, channels_last: bool = True) -> None:
         self.device = device
         self.amp = amp and device.type == "cuda"
+        self.channels_last = channels_last
         self.module = module.to(device).eval()
-        if self.amp:
+        if channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, C, h, w]`` normalised windows -> ``[N, K, h, w]`` float32 probabilities on the device."""
         x = x.to(self.device, non_blocking=True)
-        if self.amp:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.amp:
             with torch.autocast("cuda", dtype=self.dtype):
                 logits = self.module(x)
         else:
@@ -166,4 +171,4 @@ class Predictor:
         logits = logits.float()
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return logits.softmax(dim=1)
+        return logits.softmax(dim=1).contiguous()

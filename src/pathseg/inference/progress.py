@@ -1,9 +1,10 @@
 """Per-slide progress for resuming: finished bands as small files in ``OUT/.work/<slide_id>/``.
 
 ``meta.json`` holds what the bands depend on (model file, resolution, window grid, tissue settings, slide); a work
-folder made with other settings is discarded. ``band_<r>.npz`` (class rows and uint8 probabilities of band ``r``) is
-written atomically once the band is final, so a killed run restarts at the first missing band. The folder is removed
-when the slide's outputs are in place.
+folder made with other settings is discarded. ``band_<r>_<j>.npz`` (class rows and uint8 probabilities of cell ``j``
+of band ``r``) is written atomically once the cell is final, so a killed run restarts at the first band with a
+missing cell. ``pending/`` holds the blender's pending rows (:mod:`~pathseg.inference.blend`; remade on resuming).
+The folder is removed when the slide's outputs are in place.
 """
 
 from __future__ import annotations
@@ -35,26 +36,27 @@ def open_work(folder: Path, key: dict[str, Any], fresh: bool = False) -> Path:
     return folder
 
 
-def band_path(folder: Path, r: int) -> Path:
-    """File of band ``r``."""
-    return folder / f"band_{r:05d}.npz"
+def cell_path(folder: Path, r: int, j: int) -> Path:
+    """File of cell ``j`` of band ``r``."""
+    return folder / f"band_{r:05d}_{j:04d}.npz"
 
 
-def first_missing(folder: Path, num_bands: int) -> int:
-    """The first band without a file (bands after a gap are recomputed)."""
+def first_missing(folder: Path, num_bands: int, num_cells: int) -> int:
+    """The first band with a missing cell file (bands after a gap are recomputed)."""
+    names = {p.name for p in folder.glob("band_*.npz")}
     for r in range(num_bands):
-        if not band_path(folder, r).is_file():
+        if any(cell_path(folder, r, j).name not in names for j in range(num_cells)):
             return r
     return num_bands
 
 
-def save_band(folder: Path, r: int, classes: np.ndarray, probs: np.ndarray) -> None:
-    """Write band ``r`` atomically."""
-    with atomic_path(band_path(folder, r)) as tmp, tmp.open("wb") as fh:
+def save_cell(folder: Path, r: int, j: int, classes: np.ndarray, probs: np.ndarray) -> None:
+    """Write cell ``j`` of band ``r`` atomically."""
+    with atomic_path(cell_path(folder, r, j)) as tmp, tmp.open("wb") as fh:
         np.savez_compressed(fh, classes=classes, probs=probs)
 
 
-def load_band(folder: Path, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(classes [h, W], probs [K, h, W])`` of band ``r``."""
-    with np.load(band_path(folder, r)) as data:
-        return data["classes"], data["probs"]
+def load_cell(folder: Path, r: int, j: int, probs: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(classes [h, w], probs [K, h, w])`` of cell ``j`` of band ``r`` (``probs=False``: ``None`` for them)."""
+    with np.load(cell_path(folder, r, j)) as data:
+        return data["classes"], (data["probs"] if probs else None)

@@ -4,8 +4,8 @@ Same file layout as :func:`pathseg.slides.write.write_pyramidal_tiff` (one IFD p
 ``subfiletype = 1`` below level 0, µm/px in the resolution tags, deflate tiles, nearest-neighbour halving
 ``img[0::2, 0::2]`` so that class values never mix), which OpenSlide (generic-tiff), tiffslide and QuPath open.
 Here level 0 arrives as an iterator of tile rows and is handed to tifffile tile by tile; each level's halved rows
-go to a raw scratch file beside the output, which is streamed again for the next level. Memory holds about two
-tile rows (tifffile's compression buffer is capped at that; its default, 512 MB, would grow with the slide).
+go to a raw scratch file beside the output, which is streamed again for the next level. Memory holds a tile row
+and tifffile's compression buffer, capped at :data:`BUFFER_TILES` tiles.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import numpy as np
 
 from pathseg.io.atomic import atomic_path
 from pathseg.slides.write import pyramid_shapes
+
+BUFFER_TILES = 16  # tiles tifffile compresses at a time (its default buffer, 512 MB, would grow with the slide)
 
 
 def _tiles(rows: np.ndarray, tile: int) -> Iterator[np.ndarray]:
@@ -83,7 +85,7 @@ def write_streamed_pyramid(
                 with open(os.devnull if last else scratch[i + 1], "wb") as halved:
                     tif.write(_level_tiles(source, tile, None if last else halved), shape=(h, w),
                               resolution=(res, res), subfiletype=1 if i else 0,
-                              buffersize=2 * tile * max(w, tile), **kwargs)  # type: ignore[arg-type]
+                              buffersize=BUFFER_TILES * tile * tile, **kwargs)  # type: ignore[arg-type]
                 if i:
                     scratch[i].unlink(missing_ok=True)
                 if not last:
