@@ -48,6 +48,8 @@ class TaskEntry:
         config: Base ``pathseg finetune`` (or ``probe``) YAML ("" = defaults).
         overrides: Dotted overrides of that config (``trainer.max_steps=100``).
         metric: Summary metric of the tables ("" = miou / balanced_accuracy / aji or object_dice).
+        test_images: Score every cell on the first N images (sorted ids) of the task's test split only (0 = all):
+            the comparison writes that id list as ``DATA/splits/<test split>_first<N>.txt`` (quick runs).
     """
 
     name: str = ""
@@ -56,6 +58,7 @@ class TaskEntry:
     config: str = ""
     overrides: list[str] = field(default_factory=list)
     metric: str = ""
+    test_images: int = 0
 
 
 @dataclass
@@ -90,6 +93,8 @@ class CompareConfig:
             raise ConfigError("methods with 'pretrain' need 'unlabeled' (the unlabeled data set)")
         if any(not t.data for t in self.tasks):
             raise ConfigError("every task needs 'data'")
+        if any(t.test_images < 0 for t in self.tasks):
+            raise ConfigError("test_images must be >= 0 (0 = the whole test split)")
         if not self.fractions or any(not 0.0 < f <= 1.0 for f in self.fractions):
             raise ConfigError(f"fractions must be in (0, 1], got {self.fractions}")
         check_seeds(self.seeds)

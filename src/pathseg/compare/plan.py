@@ -65,6 +65,7 @@ class Cell:
     fraction: float
     config: Any  # FinetuneConfig or ProbeConfig
     key: str
+    test_subset: tuple[str, int] | None = None  # (test split, N): config.test_split is its first-N id list
 
     @property
     def name(self) -> str:
@@ -110,8 +111,36 @@ def make_cell(cfg: CompareConfig, m: MethodEntry, t: TaskEntry, fraction: float,
         ccfg: Any = load_config(ProbeConfig, t.config or None, overrides=overrides, values=values)
     else:
         ccfg = load_config(FinetuneConfig, t.config or None, overrides=overrides, values={**values, "task": t.task})
+    subset = None
+    if t.test_images:
+        subset = (ccfg.test_split, t.test_images)
+        ccfg.test_split = subset_name(ccfg.test_split, t.test_images)
     extra = job.key if job else _file_identity(encoder)
-    return Cell(m.name, t, fraction, ccfg, config_key(ccfg, extra))
+    return Cell(m.name, t, fraction, ccfg, config_key(ccfg, extra), subset)
+
+
+def subset_name(split: str, n: int) -> str:
+    """Name of the id list holding the first ``n`` images of ``split`` (``testA_first10``)."""
+    return f"{split}_first{n}"
+
+
+def write_test_subset(data: Path, split: str, n: int) -> str:
+    """Write ``data/splits/<split>_first<n>.txt``: the first ``n`` sorted ids of ``split``; returns its name.
+
+    The file is rewritten only when its ids differ (a rerun leaves it, and the cells' keys, unchanged).
+
+    Raises:
+        DataError: The split does not exist.
+    """
+    from pathseg.data.split import SPLITS_DIR, read_id_list, resolve_ids, write_id_list
+
+    folder, ids = resolve_ids(data, split)
+    chosen = sorted(ids)[:n]
+    name = subset_name(split, n)
+    path = data / SPLITS_DIR / f"{name}.txt"
+    if not path.is_file() or read_id_list(path) != chosen:
+        write_id_list(path, chosen, folder, comment=f"pathseg compare: the first {len(chosen)} images of {split}")
+    return name
 
 
 def _file_identity(encoder: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pathseg.compare.config import CompareConfig
-from pathseg.compare.plan import KEY_FILE, Cell, PretrainJob, build_plan, read_key
+from pathseg.compare.plan import KEY_FILE, Cell, PretrainJob, build_plan, read_key, write_test_subset
 from pathseg.errors import PathsegError
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ def run_cell(cell: Cell, outcome: CompareOutcome) -> CellResult:
         return CellResult(cell, _read_metrics(cell.folder), float(record["seconds"]))
     log.info("cell %s: running seeds %s", cell.name, list(cell.config.seeds))
     start = time.time()
+    if cell.test_subset is not None:
+        write_test_subset(Path(cell.config.data), *cell.test_subset)
     if cell.task.task == "probe":
         from pathseg.tasks.probe import probe_command
 

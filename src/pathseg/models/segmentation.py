@@ -5,6 +5,8 @@ and the original networks of two papers (pathseg's own, same contract: the timm 
   stage-2 run with ``decoder: paper`` exports;
 - ``deeplabv3plus_paper``: MLPS's DeepLabV3+ (:class:`pathseg.models.deeplab.DeepLabV3PlusPaper`, ASPP rates
   for the output stride, two 3×3 decoder convolutions with dropout).
+
+ViT encoders (no feature pyramid) take the ``dpt`` decoder (smp's DPT, :func:`pathseg.models.vit.create_dpt`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,17 @@ DECODERS.add("deeplabv3plus", "DeepLabV3Plus")
 DECODERS.add("fpn", "FPN")
 DECODERS.add("url_unet", "pathseg:url_unet")
 DECODERS.add("deeplabv3plus_paper", "pathseg:deeplabv3plus_paper")
+DECODERS.add("dpt", "pathseg:dpt")
 
 
 def _own_model(decoder: str, encoder: str, num_classes: int, output_stride: int | None) -> nn.Module:
-    """One of pathseg's own paper networks."""
+    """One of pathseg's own paper networks, or DPT on a ViT."""
+    if decoder == "dpt":
+        if output_stride is not None:
+            raise ConfigError("output_stride is not supported by dpt")
+        from pathseg.models.vit import create_dpt
+
+        return create_dpt(encoder, num_classes)
     if decoder == "url_unet":
         if output_stride is not None:
             raise ConfigError("output_stride is not supported by url_unet")
@@ -43,7 +52,7 @@ def _own_model(decoder: str, encoder: str, num_classes: int, output_stride: int 
 
 
 def create_segmentation_model(
-    decoder: Literal["unet", "deeplabv3plus", "fpn", "url_unet", "deeplabv3plus_paper"],
+    decoder: Literal["unet", "deeplabv3plus", "fpn", "url_unet", "deeplabv3plus_paper", "dpt"],
     encoder: str,
     num_classes: int,
     encoder_weights: str | os.PathLike[str] | None = None,
@@ -57,7 +66,8 @@ def create_segmentation_model(
     ``model.encoder_load_report`` (``None`` for random init).
 
     Args:
-        decoder: ``unet``, ``deeplabv3plus``, ``fpn`` (smp) or ``url_unet``, ``deeplabv3plus_paper`` (the papers').
+        decoder: ``unet``, ``deeplabv3plus``, ``fpn`` (smp), ``url_unet``, ``deeplabv3plus_paper`` (the papers') or
+            ``dpt`` (ViT encoders only).
         encoder: timm name (``resnet18``, ``resnet50``, ...).
         num_classes: Output channels.
         encoder_weights: Local weights file (encoder file or any weights file), or ``None`` / ``"random"``.
@@ -72,6 +82,7 @@ def create_segmentation_model(
         PathsegError: The weights file cannot be read or matches no encoder key.
     """
     target = DECODERS.get(decoder)
+    _check_vit_decoder(decoder, encoder)
     model: Any
     try:
         if target.startswith("pathseg:"):
@@ -89,6 +100,15 @@ def create_segmentation_model(
             model.decoder_loaded = load_unet_decoder(model, encoder_weights)
     model.encoder_load_report = report
     return model
+
+
+def _check_vit_decoder(decoder: str, encoder: str) -> None:
+    """A ViT needs the ``dpt`` decoder, and ``dpt`` needs a ViT (one clear error instead of smp's)."""
+    from pathseg.models.vit import is_vit
+
+    if is_vit(encoder) != (decoder == "dpt"):
+        wanted = "decoder=dpt" if is_vit(encoder) else "a ViT encoder (vit_small_patch16_224, ...)"
+        raise ConfigError(f"the {decoder} decoder does not fit the encoder '{encoder}': use {wanted}")
 
 
 def _smp_model(cls_name: str, decoder: str, encoder: str, num_classes: int, output_stride: int | None) -> nn.Module:

@@ -283,11 +283,15 @@ def _floats(value: str | None, default: tuple[float, ...], path: Path) -> tuple[
         raise PathsegError(f"cannot read normalisation {value!r} in the metadata", path) from None
 
 
-def read_encoder(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], EncoderMeta]:
+def read_encoder(path: str | os.PathLike[str], timm_name: str = "") -> tuple[dict[str, torch.Tensor], EncoderMeta]:
     """Read an encoder file: its tensors and :class:`EncoderMeta`.
 
+    A file without ``timm_name`` in its metadata (e.g. a foundation model's plain timm state dict) takes
+    ``timm_name`` when given, else the name :func:`pathseg.models.vit.detect_timm_name` reads from its tensors
+    (plain ViTs, standard ResNets), with ImageNet normalisation.
+
     Raises:
-        PathsegError: Not a safetensors file, or no ``timm_name`` in its metadata.
+        PathsegError: Not a safetensors file, or no ``timm_name`` in its metadata, none given and none detected.
     """
     p = Path(path)
     if p.suffix.lower() != ".safetensors":
@@ -297,9 +301,15 @@ def read_encoder(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
 
     with safe_open(str(p), framework="pt") as fh:
         raw = dict(fh.metadata() or {})
-    name = raw.pop("timm_name", "")
+    name = raw.pop("timm_name", "") or timm_name
     if not name:
-        raise PathsegError("encoder file has no 'timm_name' in its metadata", p)
+        from pathseg.models.vit import detect_timm_name
+
+        name = detect_timm_name(state) or ""
+        if not name:
+            raise PathsegError("encoder file has no 'timm_name' in its metadata and its layout is not a standard "
+                               "timm ViT or ResNet: give the timm name as backbone=<name>", p)
+        log.info("encoder file without timm_name: its tensors look like %s", name)
     meta = EncoderMeta(
         timm_name=name,
         mean=_floats(raw.pop("mean", None), EncoderMeta.mean, p),

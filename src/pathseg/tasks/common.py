@@ -89,7 +89,7 @@ def resolve_encoder(encoder: str, backbone: str = "") -> EncoderSpec:
         raise DataError("encoder file not found (give a file from 'pathseg export' or 'random')", path)
     from pathseg.models import read_encoder
 
-    _, meta = read_encoder(path)
+    _, meta = read_encoder(path, backbone)  # a file without a timm name takes backbone (or the detected one)
     name = str(meta.get("timm_name") or "")
     if not name:
         raise DataError("encoder file has no 'timm_name' in its metadata", path)
