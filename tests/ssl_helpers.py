@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +61,43 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class Killed(Exception):
+    """Raised by :class:`Kill`."""
+
+
+def make_kill(at: int) -> Any:
+    """A Lightning callback that simulates a kill: raises :class:`Killed` when step ``at`` starts (the checkpoint
+    of step ``at`` has been written)."""
+    import lightning as L
+
+    class Kill(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+            if trainer.global_step == at:
+                raise Killed(f"killed at step {at}")
+
+    return Kill()
+
+
+def build_unit(tmp: Path, tiny: dict[str, Any], extra: dict[str, Any] | None = None,
+               **args: Any) -> tuple[Any, Any]:
+    """A tiny UNIT method on two random 80 px images written to ``tmp/real``, and one collated batch of them."""
+    import torch
+
+    from pathseg.config import from_dict
+    from pathseg.ssl.api import BuildContext, load_methods
+
+    spec = load_methods().get("unit")
+    cfg = from_dict(spec.config, {**tiny, **args}, prefix="method_args.")
+    real = tmp / "real"
+    real.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_png(real / f"r{i}.png", rng.integers(0, 255, (80, 80, 3), dtype=np.uint8))
+    ctx = BuildContext(backbone="resnet18", crop_size=64, mean=(0.5,) * 3, std=(0.5,) * 3, data=real,
+                       extra=extra or {})
+    torch.manual_seed(0)
+    method = spec.build_model(cfg, ctx)
+    data = spec.build_dataset(cfg, ctx, None)
+    return method, torch.utils.data.default_collate([data[0], data[1]])

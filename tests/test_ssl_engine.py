@@ -16,7 +16,7 @@ from pathseg.errors import ConfigError, PathsegError
 from pathseg.models import create_segmentation_model, read_encoder
 from pathseg.ssl.config import PretrainConfig
 from pathseg.ssl.engine import load_method_from_run, method_config, pretrain
-from ssl_helpers import make_classification, make_unlabeled, one_thread
+from ssl_helpers import Killed, make_classification, make_kill, make_unlabeled, one_thread
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "pretrain").glob("*.yaml"))
 TINY = ["--backbone", "resnet18", "--crop-size", "32", "--batch-size", "4", "--num-workers", "0",
@@ -71,21 +71,6 @@ def test_method_args_are_validated(data: Path, tmp_path: Path) -> None:
         pretrain(cfg)
 
 
-class Killed(Exception):
-    """Raised by :class:`Kill`."""
-
-
-class Kill(L.Callback):
-    """Simulates a kill: raises when the step after ``at`` starts (its checkpoint has been written)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.global_step == self.at:
-            raise Killed(f"killed at step {self.at}")
-
-
 def _resume_cfg(data: Path, out: Path, method: str) -> PretrainConfig:
     return load_config(PretrainConfig, values={
         "method": method, "data": str(data), "out": str(out), "backbone": "resnet18", "crop_size": 32,
@@ -109,7 +94,7 @@ def test_kill_mid_epoch_and_resume_gives_same_weights(data: Path, tmp_path: Path
     assert full["steps"] == 5
     cfg = _resume_cfg(data, tmp_path / "part", method)
     with pytest.raises(Killed):
-        pretrain(cfg, callbacks=[Kill(4)])
+        pretrain(cfg, callbacks=[make_kill(4)])
     assert torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     cfg.resume = True
     resumed = pretrain(cfg)

@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from pathseg.config import from_dict
-from pathseg.io import write_png
-from pathseg.ssl.api import BuildContext, load_methods
+from pathseg.ssl.api import load_methods
 from pathseg.ssl.unit import losses as L
 from pathseg.ssl.unit.guidance import detection_targets
-from ssl_helpers import one_thread
+from ssl_helpers import build_unit, one_thread
 
 pytest.importorskip("torchvision")
 
@@ -26,19 +25,8 @@ MRCNN_LOSSES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_
 _threads = pytest.fixture(autouse=True)(one_thread)
 
 
-def _build(tmp: Path, **args: Any) -> tuple[Any, dict[str, torch.Tensor]]:
-    spec = load_methods().get("unit")
-    cfg = from_dict(spec.config, {**TINY, **args}, prefix="method_args.")
-    real = tmp / "real"
-    real.mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        write_png(real / f"r{i}.png", rng.integers(0, 255, (80, 80, 3), dtype=np.uint8))
-    ctx = BuildContext(backbone="resnet18", crop_size=64, mean=(0.5,) * 3, std=(0.5,) * 3, data=real)
-    torch.manual_seed(0)
-    method = spec.build_model(cfg, ctx)
-    data = spec.build_dataset(cfg, ctx, None)
-    return method, torch.utils.data.default_collate([data[0], data[1]])
+def _build(tmp: Path, **args: Any) -> tuple[Any, Any]:
+    return build_unit(tmp, TINY, **args)
 
 
 def test_targets_are_the_pseudo_instances() -> None:

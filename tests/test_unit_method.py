@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pathseg.config import from_dict
-from pathseg.io import write_png
-from pathseg.ssl.api import BuildContext, load_methods
 from pathseg.ssl.unit import losses as L
-from ssl_helpers import one_thread
+from ssl_helpers import build_unit, one_thread
 
 TINY = {"g_width": 2, "g_max_channels": 8, "z_dim": 8, "mapping_layers": 2, "skip_resolution": 32, "fpn_dim": 8,
         "decoder_hidden": [8, 8], "ds_width": 4, "ds_layers": 3, "r1_interval": 1, "picture_every": 1,
@@ -24,19 +21,7 @@ _threads = pytest.fixture(autouse=True)(one_thread)
 
 
 def _build(tmp: Path, **args: Any) -> tuple[Any, Any]:
-    spec = load_methods().get("unit")
-    cfg = from_dict(spec.config, {**TINY, **args}, prefix="method_args.")
-    real = tmp / "real"
-    real.mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        write_png(real / f"r{i}.png", rng.integers(0, 255, (80, 80, 3), dtype=np.uint8))
-    ctx = BuildContext(backbone="resnet18", crop_size=64, mean=(0.5,) * 3, std=(0.5,) * 3, data=real,
-                       extra={"out": str(tmp / "run")})
-    torch.manual_seed(0)
-    method = spec.build_model(cfg, ctx)
-    data = spec.build_dataset(cfg, ctx, None)
-    return method, torch.utils.data.default_collate([data[0], data[1]])
+    return build_unit(tmp, TINY, extra={"out": str(tmp / "run")}, **args)
 
 
 def test_instance_guidance_hand_computed() -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import pytest
 import torch
 
 from pathseg.config import load_config
 from pathseg.ssl.config import PretrainConfig
 from pathseg.ssl.engine import load_method_from_run, pretrain
-from ssl_helpers import make_unlabeled, one_thread
+from ssl_helpers import Killed, make_kill, make_unlabeled, one_thread
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
@@ -21,21 +20,6 @@ TINY = {"g_width": 2, "g_max_channels": 8, "z_dim": 8, "mapping_layers": 2, "ski
         "ada_kimg": 0.01, "ada_target": -2.0, "ema_kimg": 0.01,  # ADA's p rises by 0.2 a step; a fast EMA
         "masks": {"mpp": 0.5}}
 PARTS = ("g.", "g_ema.", "s.trunk.", "s.decoder.", "s.instance.", "d_g.", "d_s.", "ada.p")
-
-
-class Killed(Exception):
-    """Raised by :class:`Kill`."""
-
-
-class Kill(L.Callback):
-    """Raises when step ``at`` starts (the checkpoint of step ``at`` has been written)."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.global_step == self.at:
-            raise Killed(f"killed at step {self.at}")
 
 
 def _cfg(data: Path, out: Path) -> PretrainConfig:
@@ -72,7 +56,7 @@ def test_killed_and_resumed_unit_run_equals_uninterrupted(tmp_path: Path) -> Non
     assert full["steps"] == 5
     cfg = _cfg(data, tmp_path / "part")
     with pytest.raises(Killed):  # killed at step 4: epoch 1, after its first batch
-        pretrain(cfg, callbacks=[Kill(4)])
+        pretrain(cfg, callbacks=[make_kill(4)])
     assert torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     cfg.resume = True
     assert pretrain(cfg)["steps"] == 5
