@@ -3,9 +3,10 @@
 See ``docs/metrics.md`` for the definitions and conventions.
 """
 
+from pathseg.metrics.accumulate import InstanceMetricAccumulator, aggregate_instance_metrics
 from pathseg.metrics.classification import binary_auc, classification_metrics
 from pathseg.metrics.coco import coco_ap
-from pathseg.metrics.instance import InstanceMetricAccumulator, aggregate_instance_metrics, instance_metrics
+from pathseg.metrics.instance import instance_metrics
 from pathseg.metrics.segmentation import ConfusionMatrix, metrics_from_confusion, segmentation_metrics
 
 __all__ = [

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from pathseg.io import atomic_path
+from pathseg.metrics.accumulate import InstanceMetricAccumulator
 from pathseg.metrics.coco import CocoAccumulator
-from pathseg.metrics.instance import InstanceMetricAccumulator
 from pathseg.tasks.instance.dataset import InstanceDataset
 
 Example = tuple[str, np.ndarray, np.ndarray, np.ndarray]  # id, image uint8 [H, W, 3], true map, predicted map

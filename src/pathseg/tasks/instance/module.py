@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathseg.metrics.instance import KEYS, InstanceMetricAccumulator
+from pathseg.metrics.accumulate import InstanceMetricAccumulator
+from pathseg.metrics.instance import KEYS
 from pathseg.tasks.module import _TransferModule
 
 Batch = tuple[torch.Tensor, list[dict[str, torch.Tensor]]]
