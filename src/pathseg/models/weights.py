@@ -232,7 +232,8 @@ def load_weights(
             f"{guess_architecture(target)})", p
         )
     missing = [k for k in report.missing if not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in report.unexpected if strict or not k.startswith(TOLERATED_PREFIXES)]
+    unexpected = [k for k in report.unexpected if not k.endswith("num_batches_tracked")  # frozen BN has none
+                  and (strict or not k.startswith(TOLERATED_PREFIXES))]
     if not allow_partial and (missing or unexpected or report.mismatched):
         raise PathsegError(_misfit_message(report, source, target, origin, missing, unexpected), p)
     module.load_state_dict(chosen, strict=False)
