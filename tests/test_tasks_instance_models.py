@@ -20,14 +20,19 @@ from test_tasks_instance import make_instance_set
 FAST_RCNN = {"detections_per_img": 20, "rpn_proposals": 50, "roi_batch": 32}  # CPU-sized Mask R-CNN
 
 
-def test_maskrcnn_trunk_loads_an_encoder_file_by_name(tmp_path: Path) -> None:
+def test_maskrcnn_trunk_loads_an_encoder_file_by_name(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
     from safetensors.torch import load_file
 
     from pathseg.tasks.instance.maskrcnn import build_maskrcnn
 
     path = write_encoder_file(tmp_path / "enc.safetensors", "resnet18")
     saved = load_file(str(path))
-    model = build_maskrcnn("resnet18", encoder_weights=path, anchor_sizes=(8, 16, 32, 64, 128))
+    with caplog.at_level(logging.INFO, logger="pathseg"):
+        model = build_maskrcnn("resnet18", encoder_weights=path, anchor_sizes=(8, 16, 32, 64, 128))
+    # the frozen-BN trunk has no num_batches_tracked: that is not worth a warning
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     trunk = model.detector.backbone.body.state_dict()
     shared = [k for k in saved if k in trunk]
     assert "conv1.weight" in shared and "layer4.1.bn2.running_var" in shared and "layer1.0.conv1.weight" in shared
