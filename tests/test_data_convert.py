@@ -240,6 +240,26 @@ def test_bcss_groupings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert read_mask(tmp_path / "o" / "train" / "masks" / "TCGA-A.png")[0].tolist() == [255, 0, 1, 2, 3, 2, 0, 4]
 
 
+def test_bcss_resampled_to_half_resolution(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 2x2 blocks of one colour and one code: halving gives exactly one pixel per block, in both files
+    src = tmp_path / "BCSS"
+    (src / "images").mkdir(parents=True)
+    (src / "masks").mkdir()
+    small_rgb = RNG.integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    small_codes = RNG.integers(0, 22, (5, 7), dtype=np.uint8)
+    Image.fromarray(np.kron(small_rgb, np.ones((2, 2, 1), np.uint8))).save(src / "images" / "r.png")
+    Image.fromarray(np.kron(small_codes, np.ones((2, 2), np.uint8))).save(src / "masks" / "r.png")
+    code, _, err = convert(capsys, "bcss", str(src), "--out", str(tmp_path / "o"), "--mpp", "0.5")
+    assert code == 0, err
+    image = np.asarray(Image.open(tmp_path / "o" / "train" / "images" / "r.png").convert("RGB"))
+    assert image.shape == (5, 7, 3) and np.abs(image.astype(int) - small_rgb).max() <= 1
+    lut, _ = code_lut("none")
+    assert np.array_equal(read_mask(tmp_path / "o" / "train" / "masks" / "r.png"), lut[small_codes])
+    assert read_dataset_info(tmp_path / "o").mpp == 0.5
+    code, _, err = convert(capsys, "glas", str(src), "--out", str(tmp_path / "g"), "--mpp", "0.5")
+    assert code == 2 and "bcss converter only" in err
+
+
 def test_crag_official(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for folder in ("train", "valid"):
         d = tmp_path / "CRAG" / folder

@@ -96,6 +96,18 @@ def test_frozen_encoder_is_bit_identical_after_training(seg: Path, encoder_file:
             assert not all(same)  # the same run without freezing does change the encoder
 
 
+def test_frozen_encoder_keeps_batchnorm_statistics_across_mid_epoch_validation(seg: Path, encoder_file: Path,
+                                                                               tmp_path: Path) -> None:
+    # Lightning puts the model back in train mode after each validation: the frozen encoder must stay in eval
+    out = tmp_path / "frozen_val"
+    finetune(_ft_cfg(seg, out, encoder=str(encoder_file), freeze_encoder=True, val_split="test",
+                     trainer={"max_steps": 4, "val_every_steps": 1, "batch_size": 2, "num_workers": 0,
+                              "accelerator": "cpu", "progress_bar": False}))
+    last = load_file(str(out / "seed_0" / "model_last.safetensors"))
+    for key, value in load_file(str(encoder_file)).items():
+        assert torch.equal(last[f"encoder.model.{key}"], value), key
+
+
 def test_pretrained_and_random_encoders_give_different_models(seg: Path, encoder_file: Path,
                                                               tmp_path: Path) -> None:
     # the demo's comparison: the pretrained path must really be taken

@@ -26,7 +26,7 @@ def test_configs_exist():
 def test_config_loads_and_runs(path, tmp_path, capsys):
     cfg = load_config(FinetuneConfig, path, values={"data": "d", "out": "o"})  # data and out come from flags
     if cfg.task == "segmentation":
-        data = make_segmentation_set(tmp_path / "d", splits={"train": 2, cfg.test_split: 1}, size=(64, 70))
+        data = make_segmentation_set(tmp_path / "d", splits={cfg.train_split: 2, cfg.test_split: 1}, size=(64, 70))
     else:
         data = make_classification_set(tmp_path / "c", splits={"train": 4, cfg.test_split: 3})
     out = tmp_path / "run"

@@ -3,6 +3,8 @@ and the original networks of two papers (pathseg's own, same contract: the timm 
 
 - ``url_unet``: URL's ``ResNetUNet`` (:class:`pathseg.models.url_unet.PaperUNet`), whose ``decoder.*`` a URL
   stage-2 run with ``decoder: paper`` exports;
+- ``plm_unet``: PLM's shallow U-Net (:class:`pathseg.models.plm_unet.ShallowUNet`) of its frozen-encoder BCSS
+  experiment;
 - ``deeplabv3plus_paper``: MLPS's DeepLabV3+ (:class:`pathseg.models.deeplab.DeepLabV3PlusPaper`, ASPP rates
   for the output stride, two 3×3 decoder convolutions with dropout).
 
@@ -28,6 +30,7 @@ DECODERS.add("unet", "Unet")
 DECODERS.add("deeplabv3plus", "DeepLabV3Plus")
 DECODERS.add("fpn", "FPN")
 DECODERS.add("url_unet", "pathseg:url_unet")
+DECODERS.add("plm_unet", "pathseg:plm_unet")
 DECODERS.add("deeplabv3plus_paper", "pathseg:deeplabv3plus_paper")
 DECODERS.add("dpt", "pathseg:dpt")
 
@@ -46,13 +49,19 @@ def _own_model(decoder: str, encoder: str, num_classes: int, output_stride: int 
         from pathseg.models.url_unet import PaperUNet
 
         return PaperUNet(encoder, num_classes)
+    if decoder == "plm_unet":
+        if output_stride is not None:
+            raise ConfigError("output_stride is not supported by plm_unet")
+        from pathseg.models.plm_unet import ShallowUNet
+
+        return ShallowUNet(encoder, num_classes)
     from pathseg.models.deeplab import DeepLabV3PlusPaper
 
     return DeepLabV3PlusPaper(encoder, num_classes, output_stride or 16)
 
 
 def create_segmentation_model(
-    decoder: Literal["unet", "deeplabv3plus", "fpn", "url_unet", "deeplabv3plus_paper", "dpt"],
+    decoder: Literal["unet", "deeplabv3plus", "fpn", "url_unet", "plm_unet", "deeplabv3plus_paper", "dpt"],
     encoder: str,
     num_classes: int,
     encoder_weights: str | os.PathLike[str] | None = None,
@@ -66,7 +75,8 @@ def create_segmentation_model(
     ``model.encoder_load_report`` (``None`` for random init).
 
     Args:
-        decoder: ``unet``, ``deeplabv3plus``, ``fpn`` (smp), ``url_unet``, ``deeplabv3plus_paper`` (the papers') or
+        decoder: ``unet``, ``deeplabv3plus``, ``fpn`` (smp), ``url_unet``, ``plm_unet``, ``deeplabv3plus_paper``
+            (the papers') or
             ``dpt`` (ViT encoders only).
         encoder: timm name (``resnet18``, ``resnet50``, ...).
         num_classes: Output channels.

@@ -37,9 +37,13 @@ class PaperUNetDecoder(nn.Module):
     Args:
         encoder_channels: Channels of the encoder levels, finest first (ResNet-18: 64, 64, 128, 256, 512).
         widths: Output widths of the decoder stages (the original: 512, 256, 128, 64).
+        narrowing_ups: ``False`` (URL): each transposed convolution keeps its input width; ``True`` (PLM's
+            shallow U-Net, :mod:`pathseg.models.plm_unet`): it already narrows to the stage's width, so the
+            stage's first convolution reads ``width + skip`` channels.
     """
 
-    def __init__(self, encoder_channels: Sequence[int], widths: Sequence[int] = PAPER_WIDTHS) -> None:
+    def __init__(self, encoder_channels: Sequence[int], widths: Sequence[int] = PAPER_WIDTHS,
+                 narrowing_ups: bool = False) -> None:
         super().__init__()
         skips = list(encoder_channels[:-1])[::-1]
         if len(skips) != len(widths):
@@ -48,8 +52,9 @@ class PaperUNetDecoder(nn.Module):
         self.convs = nn.ModuleList()
         ch = int(encoder_channels[-1])
         for skip, width in zip(skips, widths):
-            self.ups.append(nn.ConvTranspose2d(ch, ch, kernel_size=2, stride=2))
-            self.convs.append(nn.Sequential(conv_bn_relu(ch + skip, width), conv_bn_relu(width, width)))
+            up = int(width) if narrowing_ups else ch
+            self.ups.append(nn.ConvTranspose2d(ch, up, kernel_size=2, stride=2))
+            self.convs.append(nn.Sequential(conv_bn_relu(up + skip, width), conv_bn_relu(width, width)))
             ch = int(width)
         self.out_channels = ch
 

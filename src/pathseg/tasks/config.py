@@ -111,9 +111,9 @@ class FinetuneConfig:
         default="", metadata={"help": "instance model (default: hover for nuclei, contour for glands)"})
     encoder: str = field(default="random", metadata={"help": "encoder file ('pathseg export') or 'random'"})
     backbone: str = field(default="", metadata={"help": "timm name (default resnet18); must agree with the file"})
-    decoder: Literal["unet", "deeplabv3plus", "fpn", "url_unet", "dpt"] = field(
-        default="unet", metadata={"help": "segmentation decoder (url_unet: URL's ResNetUNet, the paper protocol; "
-                                          "dpt: ViT encoders)"})
+    decoder: Literal["unet", "deeplabv3plus", "fpn", "url_unet", "plm_unet", "dpt"] = field(
+        default="unet", metadata={"help": "segmentation decoder (url_unet: URL's ResNetUNet, plm_unet: PLM's "
+                                          "shallow U-Net, the papers' protocols; dpt: ViT encoders)"})
     label_fraction: float = field(default=1.0, metadata={"help": "fraction of labelled training images, in (0, 1]"})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "seeds, e.g. 0,1,2"})
     freeze_encoder: bool = field(default=False, metadata={"help": "train the decoder/head only"})

@@ -36,6 +36,10 @@ def convert_dataset(cfg: ConvertConfig) -> ConvertSummary:
     converter = CONVERTERS.get(cfg.name)
     if cfg.grouping != "none" and cfg.name != "bcss":
         raise ConfigError(f"--grouping applies to the bcss converter only, not '{cfg.name}'")
+    if cfg.mpp and cfg.name != "bcss":
+        raise ConfigError(f"--mpp applies to the bcss converter only, not '{cfg.name}'")
+    if cfg.mpp < 0:
+        raise ConfigError(f"--mpp must be > 0 (or 0 for the release's resolution), got {cfg.mpp}")
     src = Path(cfg.src)
     if not src.is_dir():
         raise DataError("source folder not found", src)

@@ -32,6 +32,8 @@ class ConvertConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output directory"})
     grouping: Literal["none", "5class"] = field(
         default="none", metadata={"help": "bcss only: keep the 21 BCSS tissue codes as classes or group them into 5"})
+    mpp: float = field(default=0.0, metadata={
+        "help": "bcss only: resample to this µm/px (0 = the release's 0.25; PLM's protocol trains at 0.5)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
 

@@ -16,6 +16,11 @@ the 21 other codes as classes with index ``code - 1``. ``--grouping 5class`` use
 tumor (tumor, angioinvasion, dcis), stroma, inflammatory (lymphocytic_infiltrate, plasma_cells,
 other_immune_infiltrate), necrosis (necrosis_or_debris), other (all remaining codes); ``exclude`` (7) is then
 ignored as well.
+
+``--mpp`` resamples the release (0.25 µm/px) on the way: images by area averaging (for a factor of 2 the
+same values as the original's bilinear resize: the mean of each 2 x 2 block), masks by
+nearest neighbour, both to the same rounded size. PLM's BCSS experiment trains at 0.5 µm/px (its 512 px patches
+are resized to 256 px), hence ``--mpp 0.5`` in ``configs/finetune/plm_bcss_frozen.yaml``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ BCSS_CODES = ["outside_roi", "tumor", "stroma", "lymphocytic_infiltrate", "necro
 FIVE_CLASSES = ["tumor", "stroma", "inflammatory", "necrosis", "other"]
 FIVE_GROUPS = {"tumor": [1, 19, 20], "stroma": [2], "inflammatory": [3, 10, 11], "necrosis": [4]}
 EXPECTED = {"train": 151}
+RELEASE_MPP = 0.25
 IGNORE = 255
 _COLORS = [(255, 0, 0), (0, 200, 0), (0, 0, 255), (153, 0, 255), (255, 200, 0), (0, 200, 200), (200, 0, 100)]
 
@@ -91,7 +97,8 @@ def convert_bcss(src: Path, dst: Path, cfg: ConvertConfig) -> ConvertSummary:
     lut, names = code_lut(cfg.grouping)
     classes = [ClassInfo(n, i, _COLORS[i % len(_COLORS)]) for i, n in enumerate(names)]
     info = DatasetInfo(name="bcss" if cfg.grouping == "none" else "bcss-5class", task="segmentation",
-                       classes=classes, ignore_index=IGNORE, mpp=0.25, source=f"BCSS (Amgad et al. 2019) from {src}",
+                       classes=classes, ignore_index=IGNORE, mpp=cfg.mpp or RELEASE_MPP,
+                       source=f"BCSS (Amgad et al. 2019) from {src}",
                        licence="CC0 1.0")
     summary = ConvertSummary()
     palette = info.palette()
@@ -103,8 +110,26 @@ def convert_bcss(src: Path, dst: Path, cfg: ConvertConfig) -> ConvertSummary:
                 raise DataError("mask size differs from image size", mask_path)
             if codes.max(initial=0) >= len(BCSS_CODES):
                 raise DataError(f"mask value {int(codes.max())} is not a BCSS code (0-21)", mask_path)
-            save_mask(dst / split / "masks" / f"{sample_id}.png", lut[codes.astype(np.int64)], palette)
+            classes_map = lut[codes.astype(np.int64)]
+            if cfg.mpp and cfg.mpp != RELEASE_MPP:
+                classes_map = resample_pair(dst / split / "images" / f"{sample_id}.png", classes_map,
+                                            RELEASE_MPP / cfg.mpp)
+            save_mask(dst / split / "masks" / f"{sample_id}.png", classes_map, palette)
         summary.counts[split] = len(items)
     write_dataset_info(dst, info)
     check_counts(summary, "bcss", EXPECTED)
     return summary
+
+
+def resample_pair(image_path: Path, mask: np.ndarray, factor: float) -> np.ndarray:
+    """Resize the saved image at ``image_path`` in place (area averaging) and return ``mask`` resized to the
+    same size (nearest neighbour); the size is ``round(side x factor)``, at least 1 px."""
+    from PIL import Image
+
+    from pathseg.io import read_rgb, write_png
+
+    h, w = mask.shape
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    image = Image.fromarray(read_rgb(image_path)).resize(size, Image.Resampling.BOX)
+    write_png(image_path, np.asarray(image))
+    return np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
