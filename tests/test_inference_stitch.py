@@ -71,6 +71,33 @@ def test_tissue_only_windows_and_background_elsewhere(tmp_path: Path) -> None:
     assert (classes[inner] == ref[inner]).mean() > 0.999
 
 
+def _tissue_at_pixels(slide: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The 8 µm/px tissue mask (16 px of 0.5 µm) sampled at the centre of every level-0 pixel."""
+    from pathseg.slides.tissue import TissueParams, detect_tissue
+
+    with open_slide(slide) as s:
+        mask = detect_tissue(s.overview(16.0), TissueParams(mpp=8.0))
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) / 16).astype(int), mask.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) / 16).astype(int), mask.shape[1] - 1)
+    return mask[np.ix_(rows, cols)]
+
+
+def test_pixels_outside_tissue_are_background_unless_kept(tmp_path: Path) -> None:
+    slide = tmp_path / "s.tiff"
+    write_slide(slide, 900, 1100, [(250, 300, 160)])
+    model = tiny_model(tmp_path)
+    maps = {}
+    for mode in ("background", "keep"):
+        cfg = PredictConfig(slides=[str(slide)], model="-", out=str(tmp_path / mode), workers=0,
+                            outside_tissue=mode)  # type: ignore[arg-type]
+        (res,) = predict_slides(cfg, model=model)
+        maps[mode] = tifffile.imread(res.outputs["classes"], key=0)
+    tissue = _tissue_at_pixels(slide, maps["keep"].shape)
+    assert (maps["keep"][~tissue] > 0).sum() > 1000  # the model does label glass inside the tissue windows
+    assert (maps["background"][~tissue] == 0).all()
+    assert np.array_equal(maps["background"][tissue], maps["keep"][tissue])
+
+
 def test_model_resolution_differs_from_slide(tmp_path: Path) -> None:
     """Slide at 0.25 µm/px, model at 0.5: windows come from level 1 and the map is upsampled onto level 0."""
     slide = tmp_path / "s.tiff"

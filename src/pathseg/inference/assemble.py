@@ -1,11 +1,12 @@
 """Turning finished cells into the per-slide outputs, in one streaming pass (run in the writer thread).
 
-Every cell feeds the class polygons, the object extractor, the area counts (class pixels inside the tissue mask) and
-the overlay's small class map, and is copied into its band's uint8 class rows. Bands (model resolution) are resampled
-by nearest neighbour onto the slide's level-0 pixel grid, so the class map lines up pixel for pixel with the slide:
-level-0 pixel ``(X, Y)`` takes model pixel ``(min(floor((X + 0.5) / ds), W - 1), min(floor((Y + 0.5) / ds),
-H - 1))``, and the class-map TIFF pulls them as tile rows. The only full-width arrays are these uint8 rows (a band
-and a tile row). Probability TIFFs are a second pass over the cell files.
+Every cell (set to class 0 outside the tissue mask unless ``--outside-tissue keep``) feeds the class polygons, the
+object extractor, the area counts (class pixels inside the tissue mask) and the overlay's small class map, and is
+copied into its band's uint8 class rows. Bands (model resolution) are resampled by nearest neighbour onto the
+slide's level-0 pixel grid, so the class map lines up pixel for pixel with the slide: level-0 pixel ``(X, Y)`` takes
+model pixel ``(min(floor((X + 0.5) / ds), W - 1), min(floor((Y + 0.5) / ds), H - 1))``, and the class-map TIFF pulls
+them as tile rows. The only full-width arrays are these uint8 rows (a band and a tile row). Probability TIFFs are a
+second pass over the cell files.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class SlideInfo:
     simplify: float = 1.0
     min_area_um2: float = 0.0
     thumbnail: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 3), np.uint8))
+    mask_outside: bool = False  # class 0 outside the tissue mask (in the map, polygons, objects and overlay)
 
 
 def grid_rows(plan: SlidePlan, bands: Iterator[Band]) -> Iterator[np.ndarray]:
@@ -150,8 +152,10 @@ class Assembler:
             x1 = x0 + classes.shape[1]
             if j == 0:
                 rows = np.zeros((y1 - y0, p.width), np.uint8)
-            rows[:, x0:x1] = classes
             tissue = p.tissue_rows(y0, y1, x0, x1)
+            if self.info.mask_outside:
+                classes = np.where(tissue, classes, 0).astype(classes.dtype)
+            rows[:, x0:x1] = classes
             self.counts += np.bincount(classes[tissue], minlength=len(self.counts))[: len(self.counts)]
             self.tissue_px += int(tissue.sum())
             sel_r = np.flatnonzero((self.thumb_rows >= y0) & (self.thumb_rows < y1))

@@ -57,6 +57,9 @@ class PredictConfig:
     tissue_mpp: float = field(default=8.0, metadata={"help": "resolution of the tissue mask in µm/px"})
     min_tissue: float = field(
         default=0.0, metadata={"help": "run windows whose tissue fraction exceeds this (-1: every window)"})
+    outside_tissue: Literal["background", "keep"] = field(default="background", metadata={
+        "help": "pixels outside the tissue mask: class 0 (background) or the model's prediction (keep; always "
+                "kept with --min-tissue -1)"})
     cell: int = field(default=2048, metadata={"help": "width of a tile block in model pixels (memory ~ cell)"})
     probabilities: bool = field(default=False, metadata={"help": "also write probs_<class>.tif (uint8)"})
     objects: str = field(

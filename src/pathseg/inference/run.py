@@ -222,8 +222,9 @@ def predict_one(run: _Run, path: Path, sid: str) -> SlideOutcome:
     plan, slide_mpp, thumb = _plan(run, path)
     work = open_work(out / ".work" / sid, run.key(path, (plan.width0, plan.height0), slide_mpp))
     start = first_missing(work, plan.num_bands, plan.num_cells)
+    mask_outside = run.cfg.outside_tissue == "background" and run.cfg.min_tissue >= 0
     info = SlideInfo(sid, slide_mpp, run.model.mpp, run.class_names, run.colors, run.cfg.simplify,
-                     run.cfg.min_area_um2, thumb)
+                     run.cfg.min_area_um2, thumb, mask_outside)
     extractor = None if run.extractor is None else run.extractor(run.model.spec.num_classes)
     q: queue.Queue[Any] = queue.Queue(maxsize=1)
     result: dict[str, Any] = {}
