@@ -238,9 +238,11 @@ def load_weights(
         raise PathsegError(_misfit_message(report, source, target, origin, missing, unexpected), p)
     module.load_state_dict(chosen, strict=False)
     level = logging.WARNING if (missing or unexpected or report.mismatched) else logging.INFO
-    log.log(level, "loaded %d of %d tensors from %s (%d missing, %d unexpected, %d shape-mismatched)",
-            len(report.matched), len(target), p, len(report.missing), len(report.unexpected), len(report.mismatched))
-    for what, keys in (("missing", report.missing), ("unexpected", report.unexpected),
+    ignored = len(report.missing) + len(report.unexpected) - len(missing) - len(unexpected)
+    log.log(level, "loaded %d of %d tensors from %s (%d missing, %d unexpected, %d shape-mismatched%s)",
+            len(report.matched), len(target), p, len(missing), len(unexpected), len(report.mismatched),
+            f"; {ignored} tolerated: BatchNorm counters, heads" if ignored else "")
+    for what, keys in (("missing", missing), ("unexpected", unexpected),
                        ("shape-mismatched (not loaded)", report.mismatched)):
         if keys:
             log.log(level, "%s keys: %s", what, keys[:20])
