@@ -151,3 +151,6 @@ def test_segmentation_model_random_and_errors() -> None:
         create_segmentation_model("segformer", "resnet18", 2)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="output_stride"):
         create_segmentation_model("unet", "resnet18", 2, output_stride=8)
+    for decoder in ("url_unet", "plm_unet"):
+        with pytest.raises(ConfigError, match=f"output_stride is not supported by {decoder}"):
+            create_segmentation_model(decoder, "resnet18", 2, output_stride=8)  # type: ignore[arg-type]

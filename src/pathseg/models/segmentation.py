@@ -36,28 +36,24 @@ DECODERS.add("dpt", "pathseg:dpt")
 
 
 def _own_model(decoder: str, encoder: str, num_classes: int, output_stride: int | None) -> nn.Module:
-    """One of pathseg's own paper networks, or DPT on a ViT."""
+    """One of pathseg's own paper networks, or DPT on a ViT (only MLPS's DeepLabV3+ takes ``output_stride``)."""
+    if decoder == "deeplabv3plus_paper":
+        from pathseg.models.deeplab import DeepLabV3PlusPaper
+
+        return DeepLabV3PlusPaper(encoder, num_classes, output_stride or 16)
+    if output_stride is not None:
+        raise ConfigError(f"output_stride is not supported by {decoder}")
     if decoder == "dpt":
-        if output_stride is not None:
-            raise ConfigError("output_stride is not supported by dpt")
         from pathseg.models.vit import create_dpt
 
         return create_dpt(encoder, num_classes)
     if decoder == "url_unet":
-        if output_stride is not None:
-            raise ConfigError("output_stride is not supported by url_unet")
         from pathseg.models.url_unet import PaperUNet
 
         return PaperUNet(encoder, num_classes)
-    if decoder == "plm_unet":
-        if output_stride is not None:
-            raise ConfigError("output_stride is not supported by plm_unet")
-        from pathseg.models.plm_unet import ShallowUNet
+    from pathseg.models.plm_unet import ShallowUNet
 
-        return ShallowUNet(encoder, num_classes)
-    from pathseg.models.deeplab import DeepLabV3PlusPaper
-
-    return DeepLabV3PlusPaper(encoder, num_classes, output_stride or 16)
+    return ShallowUNet(encoder, num_classes)
 
 
 def create_segmentation_model(
