@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inference_helpers import tiny_model, write_slide
@@ -108,3 +109,22 @@ def test_peak_rss_is_flat_in_slide_width(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr[-2000:]
         rss[width] = int(proc.stdout.split("maxrss_kb")[1].split()[0]) / 1024
     assert rss[6144] - rss[1024] < 25, rss
+
+
+def test_cell_files_round_trip_and_old_formats_are_discarded(tmp_path: Path) -> None:
+    from pathseg.inference import progress
+
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, 3, (37, 53), dtype=np.uint8)
+    probs = rng.integers(0, 256, (3, 37, 53), dtype=np.uint8)
+    work = progress.open_work(tmp_path / "w", {"slide": "a"})
+    progress.save_cell(work, 2, 1, classes, probs)
+    got_c, got_p = progress.load_cell(work, 2, 1)
+    assert got_c.tobytes() == classes.tobytes() and got_c.shape == classes.shape
+    assert got_p is not None and got_p.tobytes() == probs.tobytes() and got_p.shape == probs.shape
+    assert progress.load_cell(work, 2, 1, probs=False)[1] is None
+    assert progress.first_missing(work, 3, 2) == 0
+    # the same key keeps the cell; a folder of the zlib cell format (its meta.json had no cell_format) starts again
+    assert progress.cell_path(progress.open_work(tmp_path / "w", {"slide": "a"}), 2, 1).exists()
+    (work / "meta.json").write_text(json.dumps({"slide": "a"}))
+    assert not progress.cell_path(progress.open_work(tmp_path / "w", {"slide": "a"}), 2, 1).exists()

@@ -18,11 +18,13 @@ import numpy as np
 
 from pathseg.io import atomic_path, atomic_write_text
 
+CELL_FORMAT = 2  # 1: np.savez_compressed (zlib); 2: Zstandard-compressed arrays in an uncompressed .npz
+
 
 def open_work(folder: Path, key: dict[str, Any], fresh: bool = False) -> Path:
     """Create (or reuse, if made with the same ``key``) the work folder of one slide."""
     meta = folder / "meta.json"
-    key = json.loads(json.dumps(key))
+    key = json.loads(json.dumps({**key, "cell_format": CELL_FORMAT}))
     if folder.exists():
         try:
             same = json.loads(meta.read_text()) == key
@@ -52,11 +54,25 @@ def first_missing(folder: Path, num_bands: int, num_cells: int) -> int:
 
 def save_cell(folder: Path, r: int, j: int, classes: np.ndarray, probs: np.ndarray) -> None:
     """Write cell ``j`` of band ``r`` atomically."""
+    from imagecodecs import zstd_encode
+
+    c, p = np.ascontiguousarray(classes, np.uint8), np.ascontiguousarray(probs, np.uint8)
+
+    def pack(a: np.ndarray) -> np.ndarray:
+        return np.frombuffer(zstd_encode(a.tobytes(), level=1), np.uint8)
+
     with atomic_path(cell_path(folder, r, j)) as tmp, tmp.open("wb") as fh:
-        np.savez_compressed(fh, classes=classes, probs=probs)
+        np.savez(fh, classes_zstd=pack(c), probs_zstd=pack(p), classes_shape=np.asarray(c.shape, np.int64),
+                 probs_shape=np.asarray(p.shape, np.int64))
 
 
 def load_cell(folder: Path, r: int, j: int, probs: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """``(classes [h, w], probs [K, h, w])`` of cell ``j`` of band ``r`` (``probs=False``: ``None`` for them)."""
+    from imagecodecs import zstd_decode
+
+    def unpack(data: Any, name: str) -> np.ndarray:
+        shape = tuple(int(v) for v in data[f"{name}_shape"])
+        return np.frombuffer(bytearray(zstd_decode(data[f"{name}_zstd"].tobytes())), np.uint8).reshape(shape)
+
     with np.load(cell_path(folder, r, j)) as data:
-        return data["classes"], (data["probs"] if probs else None)
+        return unpack(data, "classes"), (unpack(data, "probs") if probs else None)

@@ -90,14 +90,6 @@ def band_polygons(mask: np.ndarray, lab: np.ndarray, y0: int = 0, x0: int = 0) -
     return dict(zip(uniq.tolist(), polys.tolist()))
 
 
-def component_polygon(crop: np.ndarray) -> Any:
-    """Polygon (with holes) of one 4-connected component given as a boolean crop, in crop pixel coordinates."""
-    from scipy import ndimage as ndi
-
-    lab, _ = ndi.label(crop)
-    return band_polygons(crop, lab).get(1)
-
-
 def _find(parent: dict[Any, Any], a: Any) -> Any:
     while parent[a] != a:
         parent[a] = parent[parent[a]]
@@ -253,35 +245,9 @@ def polygonal(geometry: Any) -> Any:
     return Polygon() if not polys else polys[0] if len(polys) == 1 else MultiPolygon(polys)
 
 
-def simplify_rings(geometry: Any, tolerance: float) -> Any:
-    """Douglas-Peucker on every ring on its own (fast even with thousands of holes, unlike GEOS's
-    topology-preserving simplifier, whose cost grows with the number of rings); repaired if rings then cross."""
-    from shapely import get_parts, make_valid
-    from shapely.geometry import LinearRing, Polygon
-
-    def ring(coords: Any) -> Any:
-        original = LinearRing(coords)
-        r = original.simplify(tolerance, preserve_topology=False)
-        return r if len(r.coords) >= 4 and Polygon(r).area > 0 else original  # tiny rings are kept as they are
-
-    polys = []
-    for part in get_parts(polygonal(geometry)):
-        if not isinstance(part, Polygon) or part.is_empty:
-            continue
-        shell = ring(part.exterior.coords)
-        holes = [ring(i.coords) for i in part.interiors]
-        polys.append(Polygon(shell, holes))
-    if not polys:
-        return Polygon()
-    from shapely.geometry import MultiPolygon
-
-    out = polys[0] if len(polys) == 1 else MultiPolygon(polys)
-    return out if out.is_valid else polygonal(make_valid(out))
-
-
 def to_level0(geometry: Any, ds: float, tolerance: float = 0.0) -> Any:
-    """Simplify (tolerance in model pixels, :func:`simplify_rings`) and map model pixel centres to level-0 coordinates:
-    ``X = (x + 0.5) * ds``."""
+    """Simplify (tolerance in model pixels, each ring on its own: see :func:`to_level0_many`) and map model pixel
+    centres to level-0 coordinates: ``X = (x + 0.5) * ds``."""
     return to_level0_many([geometry], ds, tolerance)[0]
 
 
