@@ -44,6 +44,15 @@ def test_maskrcnn_trunk_loads_an_encoder_file_by_name(tmp_path: Path, caplog: py
     assert not torch.equal(random["conv1.weight"], saved["conv1.weight"])
 
 
+def test_maskrcnn_trunk_refuses_weights_of_another_resnet(tmp_path: Path) -> None:
+    from pathseg.errors import PathsegError
+    from pathseg.tasks.instance.maskrcnn import build_maskrcnn
+
+    path = write_encoder_file(tmp_path / "enc34.safetensors", "resnet34")
+    with pytest.raises(PathsegError, match="resnet34"):  # the message names what the file looks like
+        build_maskrcnn("resnet18", encoder_weights=path, anchor_sizes=(8, 16, 32, 64, 128))
+
+
 def test_proposal_free_encoder_loads_by_name(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
