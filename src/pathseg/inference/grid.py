@@ -101,6 +101,8 @@ class SlidePlan:
         mh, mw = self.mask.shape
         ri = np.clip(((np.arange(y0, y1) + 0.5) * scale).astype(np.int64), 0, mh - 1)
         ci = np.clip(((np.arange(x0, self.width if x1 is None else x1) + 0.5) * scale).astype(np.int64), 0, mw - 1)
+        if len(ri) and len(ci) and not self.mask[ri[0] : ri[-1] + 1, ci[0] : ci[-1] + 1].any():  # glass: no gather
+            return np.zeros((len(ri), len(ci)), bool)
         return np.asarray(self.mask[np.ix_(ri, ci)])
 
 

@@ -144,12 +144,13 @@ class ComponentTracer:
         """Add the cell at ``(x0, y0)``: class map ``[h, w]`` and uint8 probabilities ``[K, h, w]``."""
         from scipy import ndimage as ndi
 
+        present = np.bincount(classes.ravel(), minlength=max(self.classes, default=0) + 1)
         for c in self.classes:
             st = self._state(c)
-            lab, n = ndi.label(classes == c)
+            lab, n = ndi.label(classes == c) if present[c] else (None, 0)  # glass cells: no labelling pass
             left, left_x1 = st.right, st.right_x1
             st.right, st.right_x1 = None, x0 + classes.shape[1]
-            if n == 0:
+            if n == 0 or lab is None:
                 st.bottom.pop(x0, None)
                 continue
             base = st.nodes
