@@ -147,12 +147,12 @@ class ComponentTracer:
         present = np.bincount(classes.ravel(), minlength=max(self.classes, default=0) + 1)
         for c in self.classes:
             st = self._state(c)
-            lab, n = ndi.label(classes == c) if present[c] else (None, 0)  # glass cells: no labelling pass
             left, left_x1 = st.right, st.right_x1
             st.right, st.right_x1 = None, x0 + classes.shape[1]
-            if n == 0 or lab is None:
+            if not present[c]:  # class absent (glass cells): no labelling pass
                 st.bottom.pop(x0, None)
                 continue
+            lab, n = ndi.label(classes == c)
             base = st.nodes
             st.nodes += n
             st.parent.update({("n", base + i): ("n", base + i) for i in range(1, n + 1)})
